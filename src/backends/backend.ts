@@ -1,0 +1,146 @@
+// The one interface every destination implements (DESIGN §6). The engine and
+// the sync steps talk only to this; nothing outside src/backends knows which
+// backend it is using. Optional features are declared in `capabilities` and,
+// for multipart, by the presence of `multipart`.
+
+import type { Readable } from 'node:stream';
+
+/** Metadata key carrying the full-content SHA-256 (lowercase hex) on every object. */
+export const SHA256_METADATA_KEY = 'holdfast-sha256';
+
+export interface Capabilities {
+  /** Large objects can be sent in parts and resumed (`multipart` is present). */
+  readonly multipart: boolean;
+  /** The backend keeps `holdfast-sha256` as object metadata; if false, `head` computes it from content. */
+  readonly metadata: boolean;
+  /** The server verifies a checksum sent with the body and rejects a mismatch. */
+  readonly serverChecksum: boolean;
+  readonly versioning: boolean;
+  /** Maximum key length in UTF-8 bytes, including the destination's prefix. */
+  readonly maxKeyBytes: number;
+  readonly maxObjectSize: number;
+  /** Smallest allowed part except the last (multipart only). */
+  readonly minPartSize: number;
+  readonly maxPartSize: number;
+  readonly maxParts: number;
+}
+
+/** A body that can be (re)opened, so a retried request reads the bytes again. */
+export interface BodySource {
+  readonly size: number;
+  /** Opens a stream of the whole body. Each call returns a fresh stream. */
+  open(): Readable;
+}
+
+export interface PutOptions {
+  readonly size: number;
+  /** Full-content SHA-256, lowercase hex; stored as `holdfast-sha256`. */
+  readonly sha256: string;
+  /** Source modification time, kept where the backend can (file mtime). */
+  readonly mtimeMs?: number;
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly signal?: AbortSignal;
+  /** Called with the cumulative number of body bytes sent. */
+  readonly onProgress?: (sentBytes: number) => void;
+}
+
+export interface PutResult {
+  readonly etag?: string;
+  readonly versionId?: string;
+}
+
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+  readonly etag?: string;
+  /** From `holdfast-sha256` metadata (or computed, where `capabilities.metadata` is false); absent on foreign objects. */
+  readonly sha256?: string;
+  readonly modifiedMs?: number;
+  readonly versionId?: string;
+}
+
+export interface OpOptions {
+  readonly signal?: AbortSignal;
+}
+
+export interface GetOptions extends OpOptions {
+  /** Inclusive byte range. */
+  readonly range?: { readonly start: number; readonly end: number };
+}
+
+export interface ListOptions extends OpOptions {
+  /** Start listing after this key (exclusive), in byte order. */
+  readonly startAfter?: string;
+}
+
+export interface UploadedPart {
+  readonly partNumber: number;
+  readonly size: number;
+  readonly etag: string;
+  readonly checksum?: string;
+}
+
+export interface MultipartUploadInfo {
+  readonly key: string;
+  readonly uploadId: string;
+  readonly initiatedMs?: number;
+}
+
+/**
+ * Multipart uploads: create once, send parts (any order, in parallel), then
+ * complete with the full list. `listParts` and `listUploads` may be missing on
+ * some servers: they then throw HOLDFAST_E_NOT_SUPPORTED, and callers fall back
+ * to the ledger's own record of confirmed parts.
+ */
+export interface MultipartApi {
+  create(key: string, opts: { sha256: string; size: number; metadata?: Readonly<Record<string, string>>; signal?: AbortSignal }): Promise<string>;
+  uploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Buffer,
+    opts?: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void },
+  ): Promise<UploadedPart>;
+  complete(key: string, uploadId: string, parts: readonly UploadedPart[], opts?: OpOptions): Promise<PutResult>;
+  abort(key: string, uploadId: string, opts?: OpOptions): Promise<void>;
+  /** Parts the destination holds for this upload; `undefined` if the upload no longer exists. */
+  listParts(key: string, uploadId: string, opts?: OpOptions): Promise<UploadedPart[] | undefined>;
+  listUploads(prefix?: string, opts?: OpOptions): AsyncIterable<MultipartUploadInfo>;
+}
+
+export interface Backend {
+  /** Normalised destination URL (no credentials). */
+  readonly url: string;
+  readonly kind: string;
+  readonly capabilities: Capabilities;
+  readonly multipart?: MultipartApi;
+
+  /**
+   * Checks the destination exists and is reachable; throws HOLDFAST_E_DEST_NOT_FOUND
+   * (saying what is missing and how to create it), HOLDFAST_E_AUTH or
+   * HOLDFAST_E_DEST_UNREACHABLE.
+   */
+  ensureReady(opts?: OpOptions): Promise<void>;
+  put(key: string, body: BodySource, opts: PutOptions): Promise<PutResult>;
+  head(key: string, opts?: OpOptions): Promise<ObjectInfo | undefined>;
+  get(key: string, opts?: GetOptions): Promise<Readable>;
+  /** Idempotent: deleting a missing object succeeds. */
+  delete(key: string, opts?: OpOptions): Promise<void>;
+  /** All objects whose key starts with `prefix` (relative to the destination), in byte order of key. */
+  list(prefix?: string, opts?: ListOptions): AsyncIterable<ObjectInfo>;
+  /** Throws HOLDFAST_E_KEY_INVALID / HOLDFAST_E_KEY_TOO_LONG if `key` cannot exist on this destination. */
+  validateKey(key: string): void;
+  close(): Promise<void>;
+}
+
+export interface BackendOptions {
+  /** S3: endpoint URL (else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL). */
+  readonly s3Endpoint?: string;
+  /** S3: path-style addressing (needed by most local servers). */
+  readonly s3PathStyle?: boolean;
+  readonly s3Region?: string;
+  /** file://: fsync files and directories before reporting success (default true). */
+  readonly fsync?: boolean;
+}
+
+export type BackendFactory = (url: URL, options: BackendOptions) => Promise<Backend>;

@@ -1,0 +1,160 @@
+// The ledger interface: every durable fact Holdfast keeps goes through here.
+// Two dialects implement it (SQLite embedded default, PostgreSQL for many
+// workers) over one query layer; tests wrap it to inject faults.
+//
+// Conventions
+// - Times are epoch milliseconds (numbers).
+// - Every method that changes `objects.status` checks the transition table
+//   (core/status.ts) and appends to `history` in the same transaction.
+// - Batch methods are one transaction each: that is the group commit of
+//   DESIGN §3. They are all-or-nothing: on error nothing of the batch is kept.
+// - Outcome writes are fenced: applied only where the row's attempt_id still
+//   equals the caller's. The result says which rows were applied.
+// - Keys are compared in UTF-8 byte order everywhere (SQLite BINARY,
+//   PostgreSQL COLLATE "C", Buffer.compare in JS), so the ledger's order and
+//   the scanner's order agree for the merge-join.
+
+import type { ObjectStatus } from '../core/status.js';
+import type { DestinationRow, HistoryRow, ObjectRow, PartRow, RunRow, RunStatus } from '../core/types.js';
+
+export interface PlannedUpload {
+  readonly key: string;
+  readonly sourcePath: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly sha256: string;
+  /** Why: 'new' | 'changed' | 'retry' | 'forced' | 'missing' (shown by --dry-run and history). */
+  readonly reason: string;
+}
+
+export interface TouchedObject {
+  readonly objectId: number;
+  readonly sourcePath: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
+
+export interface ClaimOptions {
+  readonly destinationId: number;
+  /** Worker identity written to lease_owner, e.g. "host:pid:random". */
+  readonly owner: string;
+  readonly limit: number;
+  readonly leaseMs: number;
+  readonly runId: number | null;
+  /** Only claim these statuses (default ['upload_pending']). */
+  readonly statuses?: readonly ObjectStatus[];
+}
+
+export type OutcomeStatus = 'upload_completed' | 'upload_failed' | 'upload_pending' | 'delete_completed' | 'delete_failed' | 'delete_pending';
+
+export interface Outcome {
+  readonly objectId: number;
+  /** The attempt this outcome belongs to; the write is fenced on it. */
+  readonly attemptId: string;
+  readonly status: OutcomeStatus;
+  readonly etag?: string | null;
+  readonly versionId?: string | null;
+  readonly errorCode?: string | null;
+  readonly errorMessage?: string | null;
+  readonly nextAttemptAt?: number | null;
+  /** Set verified_at (e.g. recovery confirmed the object by its hash). */
+  readonly verified?: boolean;
+  readonly note?: string | null;
+}
+
+export interface OutcomeResult {
+  readonly objectId: number;
+  /** False when the row's attempt_id no longer matched (a newer attempt owns it). */
+  readonly applied: boolean;
+}
+
+export interface StartRunInput {
+  readonly command: string;
+  readonly destinationId: number | null;
+  readonly source: string | null;
+  readonly owner: string;
+}
+
+export interface FileCacheEntry {
+  readonly path: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly ino: number;
+  readonly sha256: string;
+}
+
+export interface StatusCount {
+  readonly destinationId: number;
+  readonly status: ObjectStatus;
+  readonly count: number;
+  readonly bytes: number;
+}
+
+export interface Ledger {
+  /** 'sqlite' | 'postgres'. */
+  readonly dialect: string;
+  /** Where it lives (file path or connection URL without password). */
+  readonly location: string;
+
+  // destinations
+  ensureDestination(url: string, kind: string): Promise<DestinationRow>;
+  getDestination(url: string): Promise<DestinationRow | undefined>;
+  listDestinations(): Promise<DestinationRow[]>;
+  recordDestinationHealth(destinationId: number, input: { at: number; status: string; error: string | null }): Promise<void>;
+
+  // runs
+  startRun(input: StartRunInput): Promise<RunRow>;
+  finishRun(runId: number, status: Exclude<RunStatus, 'running'>, summary: unknown): Promise<void>;
+  listRuns(opts?: { limit?: number; destinationId?: number }): Promise<RunRow[]>;
+
+  // objects: reading
+  /** Every row of a destination in key byte order, read in pages (bounded memory, no long-held connection). */
+  streamObjects(destinationId: number, opts?: { pageSize?: number; afterKey?: string }): AsyncIterable<ObjectRow>;
+  getObject(destinationId: number, key: string): Promise<ObjectRow | undefined>;
+  /** Rows in upload_in_progress / delete_in_progress (for recovery to judge their leases). */
+  listInProgress(destinationId: number): Promise<ObjectRow[]>;
+  countByStatus(destinationId?: number): Promise<StatusCount[]>;
+
+  // objects: planning (one transaction per call)
+  /** Creates or moves rows to upload_pending with the planned size/mtime/hash. */
+  planUploads(destinationId: number, items: readonly PlannedUpload[], runId: number | null): Promise<void>;
+  /** Updates size/mtime of rows whose content did not change (a touched file costs no upload). */
+  touchObjects(items: readonly TouchedObject[]): Promise<void>;
+  /** Removes rows for work that never reached the destination and no longer exists in the source. */
+  forgetObjects(objectIds: readonly number[], note: string, runId: number | null): Promise<void>;
+
+  // objects: the protocol
+  /**
+   * The intent, for a batch: moves up to `limit` claimable rows to
+   * *_in_progress with a fresh attempt id and lease, in one transaction, and
+   * returns them. Rows are returned in key order.
+   */
+  claim(opts: ClaimOptions): Promise<ObjectRow[]>;
+  /** Extends leases of rows this owner holds (long uploads). */
+  renewLeases(objectIds: readonly number[], owner: string, leaseUntil: number): Promise<void>;
+  /** Outcomes for a batch, fenced on attempt id, in one transaction. */
+  recordOutcomes(outcomes: readonly Outcome[], runId: number | null): Promise<OutcomeResult[]>;
+
+  // multipart bookkeeping (fenced on attempt id)
+  setUploadId(objectId: number, attemptId: string, uploadId: string | null): Promise<boolean>;
+  recordPart(part: PartRow, attemptId: string): Promise<boolean>;
+  listParts(objectId: number, uploadId: string): Promise<PartRow[]>;
+
+  // history
+  history(destinationId: number, key: string): Promise<HistoryRow[]>;
+
+  // file cache: (path, size, mtime, inode) → sha256
+  lookupFileCache(paths: readonly string[]): Promise<Map<string, FileCacheEntry>>;
+  storeFileCache(entries: readonly FileCacheEntry[]): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+export interface OpenLedgerOptions {
+  /** Directory holding holdfast.db (SQLite). Default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast. */
+  readonly stateDir?: string;
+  /** A postgres:// URL selects the PostgreSQL dialect. */
+  readonly url?: string;
+  /** Milliseconds to wait on a locked database before failing (SQLite busy_timeout). */
+  readonly busyTimeoutMs?: number;
+}
