@@ -49,7 +49,7 @@ export const ERROR_CODES = {
 
   // Per-file failures: the run goes on, the file is reported.
   HOLDFAST_E_SOURCE_UNREADABLE: { message: 'cannot read "{path}": {detail}', exit: EXIT.partial, http: 422, transient: false },
-  HOLDFAST_E_SOURCE_CHANGED: { message: '"{path}" changed while it was being uploaded; it will be sent again on the next run', exit: EXIT.partial, http: 409, transient: true },
+  HOLDFAST_E_SOURCE_CHANGED: { message: '"{path}" changed while it was being uploaded; it will be sent again on the next run', exit: EXIT.partial, http: 409, transient: false },
   HOLDFAST_E_SOURCE_VANISHED: { message: '"{path}" disappeared before it could be uploaded', exit: EXIT.partial, http: 410, transient: false },
   HOLDFAST_E_KEY_INVALID: { message: 'key "{key}" is not allowed on this destination: {detail}', exit: EXIT.partial, http: 400, transient: false },
   HOLDFAST_E_KEY_TOO_LONG: { message: 'key "{key}" is {bytes} bytes; this destination allows at most {max}', exit: EXIT.partial, http: 400, transient: false },

@@ -130,6 +130,15 @@ export interface Ledger {
    * returns them. Rows are returned in key order.
    */
   claim(opts: ClaimOptions): Promise<ObjectRow[]>;
+  /**
+   * Recovery's intent: takes over in-progress rows whose lease expired (or whose
+   * owner is dead), fenced on their current attempt id, giving each a fresh
+   * attempt id and this owner's lease (status unchanged: in_progress →
+   * in_progress). Returns the rows actually taken over; a row whose attempt id
+   * changed meanwhile is left alone. From then on, the old owner's outcome
+   * writes are refused.
+   */
+  takeOver(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number, runId: number | null): Promise<ObjectRow[]>;
   /** Extends leases of rows this owner holds (long uploads). */
   renewLeases(objectIds: readonly number[], owner: string, leaseUntil: number): Promise<void>;
   /** Outcomes for a batch, fenced on attempt id, in one transaction. */

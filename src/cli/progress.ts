@@ -1,0 +1,145 @@
+// Progress on stderr. On a TTY: a live status line (files, bytes, rate, ETA)
+// redrawn ten times a second. Otherwise: plain lines — the plan, every
+// failure, and a progress line every few seconds. Computed from the plan's
+// files and bytes, not from step counts.
+
+import type { RunEvents } from '../engine/events.js';
+import { displayKey, formatBytes, formatDuration } from './format.js';
+
+export interface ProgressOptions {
+  readonly tty: boolean;
+  readonly quiet: boolean;
+  readonly verbose: boolean;
+  readonly write: (text: string) => void;
+  /** Terminal width for the live line. */
+  readonly columns?: number;
+}
+
+export function attachProgress(events: RunEvents, opts: ProgressOptions): () => void {
+  const state = {
+    totalFiles: 0,
+    totalBytes: 0,
+    planned: false,
+    doneFiles: 0,
+    doneBytes: 0,
+    failed: 0,
+    inflight: new Map<string, { sent: number; size: number }>(),
+    started: Date.now(),
+    uploadStarted: 0,
+    lastPlain: 0,
+    lastLineLength: 0,
+  };
+  const offs: (() => void)[] = [];
+  const w = opts.write;
+  let timer: NodeJS.Timeout | undefined;
+
+  const sentBytes = (): number => {
+    let n = state.doneBytes;
+    for (const f of state.inflight.values()) n += f.sent;
+    return n;
+  };
+
+  const statusLine = (): string => {
+    const sent = sentBytes();
+    const elapsed = (Date.now() - (state.uploadStarted || state.started)) / 1000;
+    const rate = elapsed > 0.5 ? sent / elapsed : 0;
+    const remaining = state.totalBytes - sent;
+    const eta = rate > 0 && remaining > 0 ? formatDuration((remaining / rate) * 1000) : '-';
+    const files = state.planned ? `${state.doneFiles}/${state.totalFiles} files` : `${state.doneFiles} files`;
+    const bytes = state.planned ? `${formatBytes(sent)}/${formatBytes(state.totalBytes)}` : formatBytes(sent);
+    const fail = state.failed > 0 ? `  ${state.failed} failed` : '';
+    return `${files}  ${bytes}  ${formatBytes(rate)}/s  ETA ${eta}${fail}`;
+  };
+
+  const bar = (fraction: number, width: number): string => {
+    const filled = Math.max(0, Math.min(width, Math.round(fraction * width)));
+    return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+  };
+
+  const clearLive = (): void => {
+    if (opts.tty && state.lastLineLength > 0) w('\r\x1b[2K');
+    state.lastLineLength = 0;
+  };
+
+  const drawLive = (): void => {
+    if (!state.planned) return;
+    const fraction = state.totalBytes > 0 ? sentBytes() / state.totalBytes : state.totalFiles > 0 ? state.doneFiles / state.totalFiles : 1;
+    const cols = opts.columns ?? 100;
+    let line = `${bar(fraction, 20)} ${statusLine()}`;
+    const current = [...state.inflight.keys()][0];
+    if (current !== undefined && line.length + 4 < cols) line += `  ${displayKey(current)}`;
+    if (line.length > cols - 1) line = line.slice(0, cols - 1);
+    w(`\r\x1b[2K${line}`);
+    state.lastLineLength = line.length;
+  };
+
+  /** A line that must stay on screen (a failure, a notice): clear the live line, print, redraw. */
+  const say = (text: string): void => {
+    clearLive();
+    w(`${text}\n`);
+    if (opts.tty) drawLive();
+  };
+
+  offs.push(
+    events.on('run:notice', (e) => {
+      if (!opts.quiet || e.level === 'warn') say(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}`);
+    }),
+    events.on('plan:ready', (e) => {
+      state.planned = true;
+      state.totalFiles = e.files;
+      state.totalBytes = e.bytes;
+      state.uploadStarted = Date.now();
+      if (!opts.quiet) say(`plan: ${e.files} file(s) to upload (${formatBytes(e.bytes)}), ${e.skipped} unchanged`);
+      if (opts.tty && !opts.quiet && e.files > 0) {
+        timer = setInterval(drawLive, 100);
+        timer.unref();
+      }
+    }),
+    events.on('file:start', (e) => {
+      state.inflight.set(e.key, { sent: 0, size: e.size });
+    }),
+    events.on('file:progress', (e) => {
+      const f = state.inflight.get(e.key);
+      if (f) f.sent = e.sentBytes;
+    }),
+    events.on('file:done', (e) => {
+      state.inflight.delete(e.key);
+      if (e.outcome === 'completed' || e.outcome === 'partial') {
+        state.doneFiles++;
+        state.doneBytes += e.bytes;
+      }
+      if (e.outcome === 'partial') say(`uploaded but not recorded: ${displayKey(e.key)} (the next run confirms it without re-sending)`);
+      else if (opts.verbose) say(`${e.outcome}: ${displayKey(e.key)}`);
+      plainTick();
+    }),
+    events.on('file:failed', (e) => {
+      state.inflight.delete(e.key);
+      state.failed++;
+      if (!opts.quiet) say(`failed: ${displayKey(e.key)}: ${e.code}: ${e.message}`);
+      plainTick();
+    }),
+    events.on('file:skipped', (e) => {
+      if (opts.verbose) say(`skipped: ${displayKey(e.key)}: ${e.reason}`);
+    }),
+    events.on('run:done', () => {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      clearLive();
+    }),
+  );
+
+  function plainTick(): void {
+    if (opts.tty || opts.quiet) return;
+    const now = Date.now();
+    if (now - state.lastPlain >= 5000) {
+      state.lastPlain = now;
+      w(`progress: ${statusLine()}\n`);
+    }
+  }
+
+  return () => {
+    if (timer) clearInterval(timer);
+    clearLive();
+    for (const off of offs) off();
+  };
+}

@@ -1,0 +1,49 @@
+// The final report, for people (text) and for programs (--json on stdout).
+
+import type { RunReport } from '../core/report.js';
+import { displayKey, formatBytes, formatDuration } from './format.js';
+
+export interface PlannedItem {
+  readonly key: string;
+  readonly action: string;
+  readonly reason: string;
+  readonly size: number;
+}
+
+/** The JSON report: the RunReport, plus the plan when it was a dry run. */
+export function jsonReport(report: RunReport, extra: { destination: string; dryRun: boolean; plan?: readonly PlannedItem[] }): string {
+  const out: Record<string, unknown> = { ...report, destination: extra.destination, dryRun: extra.dryRun };
+  if (extra.plan) out.plan = extra.plan;
+  return JSON.stringify(out);
+}
+
+export function textReport(report: RunReport, extra: { destination: string; dryRun: boolean; planned?: readonly PlannedItem[] }): string {
+  const lines: string[] = [];
+  const u = report.uploads;
+  if (extra.dryRun) {
+    const items = extra.planned ?? [];
+    for (const p of items) lines.push(`would ${p.action}  ${p.reason.padEnd(8)} ${formatBytes(p.size).padStart(10)}  ${displayKey(p.key)}`);
+    const bytes = items.reduce((n, p) => n + p.size, 0);
+    lines.push(`dry run: would upload ${items.length} file(s) (${formatBytes(bytes)}) to ${extra.destination}; ${u.skipped} unchanged; nothing was changed`);
+  } else {
+    lines.push(
+      `${report.status}: ${u.completed} uploaded (${formatBytes(report.bytes)}), ${u.skipped} unchanged, ${u.recovered} recovered, ${u.failed} failed, ${u.partial} partial — ${formatDuration(report.durationMs)}`,
+    );
+  }
+  if (report.errors.length > 0) {
+    lines.push(`${report.errors.length} error(s):`);
+    const shown = report.errors.slice(0, 50);
+    for (const e of shown) lines.push(`  ${e.key ? `${displayKey(e.key)}: ` : ''}${e.code}: ${e.message}`);
+    if (report.errors.length > shown.length) lines.push(`  ... and ${report.errors.length - shown.length} more (use --json for all)`);
+  }
+  if (u.partial > 0) {
+    lines.push('');
+    lines.push(`NOTE: ${u.partial} file(s) reached the destination but the ledger could not record it (listed above with HOLDFAST_E_LEDGER_OUTCOME).`);
+    lines.push('      No manual action is needed: the next run confirms them with the destination and sends nothing again.');
+  }
+  if (report.status === 'partial' || report.status === 'failed') {
+    if (u.failed > 0 || u.partial > 0) lines.push('Run the same command again to retry the failed items.');
+  }
+  if (report.status === 'cancelled') lines.push('Cancelled: the ledger is consistent; run the same command again to continue.');
+  return lines.join('\n');
+}

@@ -1,0 +1,56 @@
+// Two-phase cancellation (DESIGN §5): `stop()` stops starting new work and,
+// after a drain timeout, aborts; `abort()` aborts in-flight work at once.
+// `stopping` is checked before starting work; `signal` is passed to every
+// async call that moves bytes.
+
+export class Cancellation {
+  readonly #stop = new AbortController();
+  readonly #abort = new AbortController();
+  #drainTimer: NodeJS.Timeout | undefined;
+
+  constructor(links: { signal?: AbortSignal; stopSignal?: AbortSignal; drainMs?: number } = {}) {
+    const { signal, stopSignal, drainMs } = links;
+    if (signal) {
+      if (signal.aborted) this.abort(signal.reason);
+      else signal.addEventListener('abort', () => this.abort(signal.reason), { once: true, signal: this.#abort.signal });
+    }
+    if (stopSignal) {
+      if (stopSignal.aborted) this.stop(drainMs);
+      else stopSignal.addEventListener('abort', () => this.stop(drainMs), { once: true, signal: this.#abort.signal });
+    }
+  }
+
+  /** Aborted when no new work may start (first SIGINT, or abort). */
+  get stopping(): AbortSignal {
+    return this.#stop.signal;
+  }
+
+  /** Aborted when in-flight work must stop now. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  get cancelled(): boolean {
+    return this.#stop.signal.aborted;
+  }
+
+  /** Stop starting new work; abort in-flight work after `drainMs` (default: never). */
+  stop(drainMs?: number): void {
+    if (!this.#stop.signal.aborted) this.#stop.abort(new Error('stopping'));
+    if (drainMs !== undefined && drainMs >= 0 && this.#drainTimer === undefined && !this.#abort.signal.aborted) {
+      this.#drainTimer = setTimeout(() => this.abort(new Error(`drain timeout (${drainMs} ms) expired`)), drainMs);
+      this.#drainTimer.unref();
+    }
+  }
+
+  abort(reason?: unknown): void {
+    if (!this.#stop.signal.aborted) this.#stop.abort(reason);
+    if (!this.#abort.signal.aborted) this.#abort.abort(reason);
+    this.dispose();
+  }
+
+  dispose(): void {
+    if (this.#drainTimer) clearTimeout(this.#drainTimer);
+    this.#drainTimer = undefined;
+  }
+}

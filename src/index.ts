@@ -1,0 +1,20 @@
+// The public library API of Holdfast. The CLI uses exactly this.
+//
+//   import { push, openLedger, openBackend, RunEvents } from 'holdfast';
+//   const report = await push({ source: './photos', destination: 's3://bucket/photos' });
+
+export { push, type PushOptions } from './sync/push.js';
+export { DEFAULT_SETTINGS, type SyncSettings, type SyncMode } from './sync/context.js';
+export { openLedger, defaultStateDir } from './ledger/open.js';
+export type { Ledger, OpenLedgerOptions, Outcome, PlannedUpload } from './ledger/ledger.js';
+export { openBackend, supportedSchemes } from './backends/registry.js';
+export type { Backend, BackendOptions, Capabilities, ObjectInfo, BodySource, PutOptions, MultipartApi } from './backends/backend.js';
+export { SHA256_METADATA_KEY } from './backends/backend.js';
+export { RunEvents, type RunEventMap, type RunEventName } from './engine/events.js';
+export { Pipeline, type Step, type StepAction, type PipelineContext, type PipelineOutcome, type PipelineState } from './engine/pipeline.js';
+export { Cancellation } from './engine/cancellation.js';
+export { withRetry, DEFAULT_RETRY, type RetryPolicy } from './engine/retry.js';
+export { HoldfastError, ERROR_CODES, EXIT, classifyError, type ErrorCode } from './core/errors.js';
+export { OBJECT_STATUSES, TRANSITIONS, canTransition, type ObjectStatus } from './core/status.js';
+export type { RunReport, FileResult, FileOutcome, UploadCounts, ReportError } from './core/report.js';
+export type { ObjectRow, DestinationRow, RunRow, HistoryRow, SourceFile, RunStatus } from './core/types.js';

@@ -1,0 +1,79 @@
+// The context every sync step shares: who we are, where the files come from and
+// go to, the ledger, the options, and the running tally.
+
+import type { Backend } from '../backends/backend.js';
+import type { DestinationRow } from '../core/types.js';
+import type { Cancellation } from '../engine/cancellation.js';
+import type { RunEvents } from '../engine/events.js';
+import type { PipelineContext, StepError } from '../engine/pipeline.js';
+import type { RetryPolicy } from '../engine/retry.js';
+import type { Ledger } from '../ledger/ledger.js';
+import type { Matcher } from '../scan/ignore.js';
+import type { RunTally } from './tally.js';
+
+export type SyncMode = 'incremental' | 'all';
+
+export interface SyncSettings {
+  /** incremental: trust the ledger; all: re-hash every file and check the destination. */
+  readonly mode: SyncMode;
+  /** Upload every file again, whatever the ledger says. */
+  readonly force: boolean;
+  /** Print the plan; change nothing, not even the ledger. */
+  readonly dryRun: boolean;
+  /** Parallel requests (and so at most transfers × partSize bytes buffered). */
+  readonly transfers: number;
+  /** Files at least this large go multipart where the destination supports it. */
+  readonly multipartThreshold: number;
+  readonly partSize: number;
+  readonly leaseMs: number;
+  readonly retry: RetryPolicy;
+  /** Rows claimed (intents committed) per ledger transaction. */
+  readonly claimBatch: number;
+  /** Outcomes written per ledger transaction, and the longest an outcome waits for its batch. */
+  readonly outcomeBatch: number;
+  readonly outcomeFlushMs: number;
+  readonly followSymlinks: boolean;
+}
+
+export const DEFAULT_SETTINGS: SyncSettings = {
+  mode: 'incremental',
+  force: false,
+  dryRun: false,
+  transfers: 16,
+  multipartThreshold: 64 * 1024 * 1024,
+  partSize: 16 * 1024 * 1024,
+  leaseMs: 5 * 60_000,
+  retry: { attempts: 5, baseMs: 200, maxMs: 10_000 },
+  claimBatch: 64,
+  outcomeBatch: 64,
+  outcomeFlushMs: 20,
+  followSymlinks: false,
+};
+
+export interface PlanTotals {
+  files: number;
+  bytes: number;
+  /** Keys planned for upload in this run (to report them if the ledger fails before they are claimed). */
+  readonly keys: Set<string>;
+}
+
+export interface SyncContext extends PipelineContext {
+  readonly command: string;
+  readonly sourceRoot: string;
+  readonly exclude: Matcher;
+  readonly backend: Backend;
+  readonly ledger: Ledger;
+  /** Undefined only in a dry run against a ledger that has never seen this destination. */
+  readonly destination: DestinationRow | undefined;
+  readonly runId: number | null;
+  readonly owner: string;
+  readonly settings: SyncSettings;
+  readonly tally: RunTally;
+  readonly plan: PlanTotals;
+  readonly startedAt: number;
+  readonly cancellation: Cancellation;
+  readonly events: RunEvents;
+  readonly stepErrors: StepError[];
+  /** Source directories whose scan failed (key prefixes ending in "/"): no deletes under them. */
+  readonly scanErrorPrefixes: string[];
+}

@@ -1,0 +1,172 @@
+// Multipart uploads with bounded memory and resume (DESIGN §3 "Resumable
+// uploads"). One reader walks the file in order, hashing as it goes; each part
+// waits for a request slot before its buffer is allocated, so at most
+// `transfers × partSize` bytes are held. The upload id is recorded in the
+// ledger before any part is sent, and every confirmed part right after it is
+// confirmed, so a later run continues the same upload and sends only the parts
+// the destination does not have. The upload is completed only if the bytes
+// read hash to the intent's SHA-256; otherwise it is aborted (never a mix of
+// old and new bytes).
+
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Capabilities, MultipartApi, PutResult, UploadedPart } from '../backends/backend.js';
+import { classifyError, HoldfastError } from '../core/errors.js';
+import type { ObjectRow } from '../core/types.js';
+import type { Limiter } from '../engine/limiter.js';
+import { withRetry } from '../engine/retry.js';
+import type { SyncContext } from './context.js';
+
+/** The configured part size, raised if needed to fit the destination's part-count and part-size limits. */
+export function choosePartSize(size: number, wanted: number, caps: Capabilities): number {
+  let part = Math.max(wanted, caps.minPartSize, Math.ceil(size / caps.maxParts));
+  part = Math.min(part, caps.maxPartSize);
+  return part;
+}
+
+function isUploadGone(e: unknown): boolean {
+  const name = (e as { name?: unknown }).name;
+  return name === 'NoSuchUpload' || (e instanceof HoldfastError && e.cause !== undefined && isUploadGone(e.cause));
+}
+
+export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: ObjectRow, onProgress: (sentBytes: number) => void): Promise<PutResult> {
+  const mp = ctx.backend.multipart as MultipartApi;
+  const key = row.key;
+  const size = row.size ?? 0;
+  const sha256 = row.sha256 ?? '';
+  const attemptId = row.attemptId ?? '';
+  const signal = ctx.cancellation.signal;
+  const retry = { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' as const };
+  const ledgerRetry = { policy: ctx.settings.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' as const };
+  const partSize = choosePartSize(size, ctx.settings.partSize, ctx.backend.capabilities);
+  const partCount = Math.max(1, Math.ceil(size / partSize));
+  const lengthOf = (n: number): number => Math.min(partSize, size - (n - 1) * partSize);
+
+  // Resume what the ledger says was confirmed, cross-checked with the destination where it can list parts.
+  let uploadId = row.uploadId ?? undefined;
+  const confirmed = new Map<number, UploadedPart>();
+  if (uploadId !== undefined) {
+    const id = uploadId;
+    const known = await ctx.ledger.listParts(row.id, id);
+    let remote: Map<number, UploadedPart> | undefined | 'gone';
+    try {
+      const listed = await withRetry(() => mp.listParts(key, id, { signal }), retry);
+      remote = listed === undefined ? 'gone' : new Map(listed.map((p) => [p.partNumber, p]));
+    } catch (e) {
+      if (classifyError(e).code !== 'HOLDFAST_E_NOT_SUPPORTED') throw e;
+      remote = undefined; // The server cannot list parts: trust the ledger's record (complete() verifies).
+    }
+    if (remote === 'gone') {
+      uploadId = undefined;
+      ctx.tally.note(key, 'the destination no longer knows the interrupted upload; starting a new one');
+    } else {
+      for (const p of known) {
+        if (p.partNumber > partCount || p.size !== lengthOf(p.partNumber)) continue;
+        const r = remote?.get(p.partNumber);
+        if (remote !== undefined && (r === undefined || r.etag !== p.etag)) continue;
+        confirmed.set(p.partNumber, { partNumber: p.partNumber, size: p.size, etag: p.etag, ...(p.checksum ? { checksum: p.checksum } : {}) });
+      }
+      if (confirmed.size > 0) ctx.tally.note(key, `resumed an interrupted upload: ${confirmed.size} of ${partCount} parts already on the destination`);
+    }
+  }
+  if (uploadId === undefined) {
+    const created = await withRetry(() => mp.create(key, { sha256, size, signal }), retry);
+    const recorded = await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, created), ledgerRetry).catch((e: unknown) => {
+      void mp.abort(key, created).catch(() => undefined);
+      throw e;
+    });
+    if (!recorded) {
+      await mp.abort(key, created).catch(() => undefined);
+      throw new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: 'a newer attempt took this item over' });
+    }
+    uploadId = created;
+  }
+  const id = uploadId;
+
+  const sibling = new AbortController();
+  const onAbort = (): void => sibling.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  let failure: unknown;
+  let sent = [...confirmed.values()].reduce((n, p) => n + p.size, 0);
+  onProgress(sent);
+  const hash = createHash('sha256');
+  const sends: Promise<UploadedPart>[] = [];
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(row.sourcePath ?? '', 'r').catch((e: unknown) => {
+      throw classifyError(e, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
+    });
+    for (let n = 1; n <= partCount && failure === undefined; n++) {
+      const len = lengthOf(n);
+      const release = await requests.acquire();
+      let buf: Buffer;
+      try {
+        buf = await readExactly(fh, len, (n - 1) * partSize, key);
+      } catch (e) {
+        release();
+        throw e;
+      }
+      hash.update(buf);
+      if (confirmed.has(n)) {
+        release();
+        continue;
+      }
+      const partNumber = n;
+      const send = (async (): Promise<UploadedPart> => {
+        try {
+          const part = await withRetry(() => mp.uploadPart(key, id, partNumber, buf, { signal: sibling.signal }), { ...retry, signal: sibling.signal });
+          const ok = await withRetry(
+            () => ctx.ledger.recordPart({ objectId: row.id, uploadId: id, partNumber, size: len, etag: part.etag, checksum: part.checksum ?? null }, attemptId),
+            ledgerRetry,
+          );
+          if (!ok) throw new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: 'a newer attempt took this item over' });
+          sent += len;
+          onProgress(sent);
+          return part;
+        } catch (e) {
+          failure ??= e;
+          sibling.abort(e);
+          throw e;
+        } finally {
+          release();
+        }
+      })();
+      send.catch(() => undefined);
+      sends.push(send);
+    }
+    const settled = await Promise.allSettled(sends);
+    if (failure !== undefined) {
+      // The upload stays resumable (upload id and confirmed parts are in the ledger) unless the destination dropped it.
+      if (isUploadGone(failure)) await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, null), ledgerRetry).catch(() => undefined);
+      throw failure;
+    }
+    if (hash.digest('hex') !== sha256) {
+      await mp.abort(key, id).catch(() => undefined);
+      await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, null), ledgerRetry).catch(() => undefined);
+      throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key });
+    }
+    const parts = [...confirmed.values()];
+    for (const s of settled) if (s.status === 'fulfilled') parts.push(s.value);
+    parts.sort((a, b) => a.partNumber - b.partNumber);
+    try {
+      return await withRetry(() => mp.complete(key, id, parts, { signal }), retry);
+    } catch (e) {
+      if (isUploadGone(e)) await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, null), ledgerRetry).catch(() => undefined);
+      throw e;
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    await fh?.close();
+  }
+}
+
+async function readExactly(fh: FileHandle, length: number, position: number, key: string): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let off = 0;
+  while (off < length) {
+    const { bytesRead } = await fh.read(buf, off, length - off, position + off);
+    if (bytesRead === 0) throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key });
+    off += bytesRead;
+  }
+  return buf;
+}

@@ -1,0 +1,201 @@
+// The upload step: claims planned rows in batches (the claim is the committed
+// intent: upload_in_progress with a fresh attempt id, one transaction per
+// batch), sends each file, and records the outcome through the group-committing
+// OutcomeWriter. What is sent is always what was hashed: small files are sent
+// from the very buffer that was hashed; larger ones through a verifying stream
+// that refuses to complete a body whose bytes differ from the intent.
+
+import type { Backend, PutResult } from '../backends/backend.js';
+import { bufferBody } from '../backends/body.js';
+import { classifyError, HoldfastError } from '../core/errors.js';
+import type { ObjectRow } from '../core/types.js';
+import { Limiter } from '../engine/limiter.js';
+import type { Step, StepAction } from '../engine/pipeline.js';
+import { backoffDelay, withRetry } from '../engine/retry.js';
+import type { Outcome } from '../ledger/ledger.js';
+import { createVerifyingStream, readSmallFile } from '../scan/hash.js';
+import type { SyncContext } from './context.js';
+import { uploadMultipart } from './multipart.js';
+import { OutcomeWriter } from './outcome-writer.js';
+import { createReadStream } from 'node:fs';
+
+/** Files up to this size are read into memory once, hashed, and sent from that buffer. */
+const SMALL_FILE_MAX = 8 * 1024 * 1024;
+
+export const uploadStep: Step<SyncContext> = {
+  name: 'upload',
+  async run(ctx): Promise<StepAction> {
+    if (ctx.settings.dryRun || !ctx.destination) return 'continue';
+    const destinationId = ctx.destination.id;
+    const { settings, cancellation } = ctx;
+    const writer = new OutcomeWriter(ctx.ledger, ctx.runId, { batch: settings.outcomeBatch, flushMs: settings.outcomeFlushMs, retry: settings.retry });
+    // Request slots bound memory: one slot holds at most one part (or one small file) in memory.
+    const requests = new Limiter(settings.transfers);
+    const files = new Limiter(settings.transfers);
+    const inflight = new Set<Promise<void>>();
+    const leases = new LeaseKeeper(ctx);
+    const claimed = new Set<string>();
+
+    try {
+      while (!cancellation.stopping.aborted) {
+        // Keep roughly one batch ahead of the transfers, no more: claimed rows hold leases.
+        while (files.pending > settings.claimBatch && !cancellation.stopping.aborted) await Promise.race(inflight);
+        let rows: ObjectRow[];
+        try {
+          rows = await withRetry(
+            () => ctx.ledger.claim({ destinationId, owner: ctx.owner, limit: settings.claimBatch, leaseMs: settings.leaseMs, runId: ctx.runId }),
+            { policy: settings.retry, signal: cancellation.stopping, fallback: 'HOLDFAST_E_LEDGER_WRITE' },
+          );
+        } catch (e) {
+          const err = classifyError(e, 'HOLDFAST_E_LEDGER_WRITE');
+          if (err.code === 'HOLDFAST_E_CANCELLED') break;
+          // No intent, no upload: every planned file not yet claimed is a clean failure.
+          for (const key of ctx.plan.keys) {
+            if (claimed.has(key)) continue;
+            ctx.tally.record(key, 'failed', 0, err);
+            ctx.events.emit('file:failed', { key, code: err.code, message: err.message, transient: err.transient });
+          }
+          ctx.stepErrors.push({ step: 'upload', key: '', code: err.code, message: `could not record upload intents: ${err.message}` });
+          break;
+        }
+        if (rows.length === 0) break;
+        for (const row of rows) {
+          claimed.add(row.key);
+          const task = (async () => {
+            const release = await files.acquire();
+            try {
+              if (cancellation.stopping.aborted) {
+                await releaseUnstarted(ctx, writer, row);
+                return;
+              }
+              leases.add(row);
+              await uploadOne(ctx, writer, requests, row);
+            } finally {
+              leases.remove(row);
+              release();
+            }
+          })();
+          inflight.add(task);
+          void task.finally(() => inflight.delete(task));
+        }
+      }
+      await Promise.all(inflight);
+    } finally {
+      leases.stop();
+      await writer.flush();
+    }
+    return 'continue';
+  },
+};
+
+/** A claimed row whose transfer never started (the run is stopping) goes back to pending. */
+async function releaseUnstarted(ctx: SyncContext, writer: OutcomeWriter, row: ObjectRow): Promise<void> {
+  await writer.add({ objectId: row.id, attemptId: row.attemptId ?? '', status: 'upload_pending', note: 'run cancelled before the transfer started' });
+}
+
+async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limiter, row: ObjectRow): Promise<void> {
+  const { backend, events, settings, cancellation } = ctx;
+  const key = row.key;
+  const size = row.size ?? 0;
+  const attemptId = row.attemptId ?? '';
+  events.emit('file:start', { key, size });
+  let result: PutResult;
+  try {
+    if (row.sha256 === null || row.sourcePath === null || row.size === null) {
+      throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: `planned row for "${key}" lacks its hash, path or size` });
+    }
+    backend.validateKey(key);
+    if (size > backend.capabilities.maxObjectSize) {
+      throw new HoldfastError('HOLDFAST_E_TOO_LARGE', { key, size, max: backend.capabilities.maxObjectSize });
+    }
+    const onProgress = (sentBytes: number): void => events.emit('file:progress', { key, sentBytes, size });
+    if (backend.multipart && size >= settings.multipartThreshold) {
+      result = await uploadMultipart(ctx, requests, row, onProgress);
+    } else {
+      result = await requests.run(() => putWhole(ctx, backend, row, onProgress));
+    }
+  } catch (e) {
+    const err = classifyError(e, 'HOLDFAST_E_NETWORK', { key, path: row.sourcePath ?? key });
+    if (err.code === 'HOLDFAST_E_CANCELLED') {
+      // Interrupted by a hard abort: nothing is known to be on the destination beyond
+      // what recovery can find; pending keeps a multipart upload id for resuming.
+      await writer.add({ objectId: row.id, attemptId, status: 'upload_pending', note: 'transfer aborted by cancellation' });
+      return;
+    }
+    const nextAttemptAt = Date.now() + backoffDelay(settings.retry, row.attempt + 1);
+    const w = await writer.add({ objectId: row.id, attemptId, status: 'upload_failed', errorCode: err.code, errorMessage: err.message, nextAttemptAt });
+    if (w.state === 'failed') ctx.tally.note(key, `the failure could not be recorded in the ledger (${w.error.message}); the next run asks the destination`);
+    ctx.tally.record(key, 'failed', 0, err);
+    events.emit('file:failed', { key, code: err.code, message: err.message, transient: err.transient });
+    return;
+  }
+  // Outcome: the ledger may only now say completed (promise 3).
+  const outcome: Outcome = { objectId: row.id, attemptId, status: 'upload_completed', etag: result.etag ?? null, versionId: result.versionId ?? null };
+  const w = await writer.add(outcome);
+  if (w.state === 'recorded') {
+    ctx.tally.record(key, 'completed', size);
+    events.emit('file:done', { key, outcome: 'completed', bytes: size });
+    return;
+  }
+  const err =
+    w.state === 'failed'
+      ? new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: w.error.message }, { cause: w.error })
+      : new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: 'a newer attempt took this item over' });
+  ctx.tally.record(key, 'partial', size, err);
+  events.emit('file:done', { key, outcome: 'partial', bytes: size, message: err.message });
+  void cancellation;
+}
+
+/** One request for the whole body, retried on transient errors. */
+async function putWhole(ctx: SyncContext, backend: Backend, row: ObjectRow, onProgress: (n: number) => void): Promise<PutResult> {
+  const size = row.size ?? 0;
+  const sha256 = row.sha256 ?? '';
+  const path = row.sourcePath ?? '';
+  const signal = ctx.cancellation.signal;
+  const putOpts = { size, sha256, signal, onProgress, ...(row.mtimeMs !== null ? { mtimeMs: row.mtimeMs } : {}) };
+  if (size <= SMALL_FILE_MAX) {
+    // Read and hash once; the bytes sent are the bytes hashed.
+    const { buffer, sha256: actual } = await readSmallFile(path, { size, mtimeMs: row.mtimeMs ?? 0 });
+    if (actual !== sha256) throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: row.key });
+    return withRetry(() => backend.put(row.key, bufferBody(buffer), putOpts), { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' });
+  }
+  const body = {
+    size,
+    open: () => createReadStream(path, { start: 0, end: Math.max(0, size - 1), highWaterMark: 1024 * 1024 }).pipe(createVerifyingStream(sha256, size)),
+  };
+  return withRetry(() => backend.put(row.key, body, putOpts), { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' });
+}
+
+/** Renews the leases of rows in flight, so a long transfer is not taken over by recovery. */
+class LeaseKeeper {
+  readonly #ctx: SyncContext;
+  readonly #rows = new Map<number, ObjectRow>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(ctx: SyncContext) {
+    this.#ctx = ctx;
+    this.#timer = setInterval(() => void this.#renew(), Math.max(1000, Math.floor(ctx.settings.leaseMs / 3)));
+    this.#timer.unref();
+  }
+
+  add(row: ObjectRow): void {
+    this.#rows.set(row.id, row);
+  }
+
+  remove(row: ObjectRow): void {
+    this.#rows.delete(row.id);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#rows.size === 0) return;
+    try {
+      await this.#ctx.ledger.renewLeases([...this.#rows.keys()], this.#ctx.owner, Date.now() + this.#ctx.settings.leaseMs);
+    } catch {
+      // A missed renewal is harmless while the lease still runs; the next tick tries again.
+    }
+  }
+}
