@@ -18,6 +18,7 @@ import type { SyncContext } from './context.js';
 import { uploadMultipart } from './multipart.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import { createReadStream } from 'node:fs';
+import { pipeline } from 'node:stream';
 
 /** Files up to this size are read into memory once, hashed, and sent from that buffer. */
 const SMALL_FILE_MAX = 8 * 1024 * 1024;
@@ -94,7 +95,7 @@ async function releaseUnstarted(ctx: SyncContext, writer: OutcomeWriter, row: Ob
 }
 
 async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limiter, row: ObjectRow): Promise<void> {
-  const { backend, events, settings, cancellation } = ctx;
+  const { backend, events, settings } = ctx;
   const key = row.key;
   const size = row.size ?? 0;
   const attemptId = row.attemptId ?? '';
@@ -143,7 +144,6 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
       : new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: 'a newer attempt took this item over' });
   ctx.tally.record(key, 'partial', size, err);
   events.emit('file:done', { key, outcome: 'partial', bytes: size, message: err.message });
-  void cancellation;
 }
 
 /** One request for the whole body, retried on transient errors. */
@@ -161,7 +161,9 @@ async function putWhole(ctx: SyncContext, backend: Backend, row: ObjectRow, onPr
   }
   const body = {
     size,
-    open: () => createReadStream(path, { start: 0, end: Math.max(0, size - 1), highWaterMark: 1024 * 1024 }).pipe(createVerifyingStream(sha256, size)),
+    // pipeline, not pipe: a read error (file vanished, EIO) must reach the consumer and fail the request.
+    open: () =>
+      pipeline(createReadStream(path, { start: 0, end: Math.max(0, size - 1), highWaterMark: 1024 * 1024 }), createVerifyingStream(sha256, size, { path: row.key }), () => undefined),
   };
   return withRetry(() => backend.put(row.key, body, putOpts), { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' });
 }
