@@ -70,6 +70,7 @@ export function deriveRunStatus(input: {
   const c = input.counts;
   const troubles = c.failed + c.partial + input.runErrors;
   if (troubles === 0) return 'completed';
-  const progress = c.completed + c.recovered + c.skipped;
+  // Partial files did reach the destination: that is work done, only its record is missing.
+  const progress = c.completed + c.recovered + c.skipped + c.partial;
   return progress > 0 ? 'partial' : 'failed';
 }

@@ -41,7 +41,12 @@ export interface ClaimOptions {
   readonly limit: number;
   readonly leaseMs: number;
   readonly runId: number | null;
-  /** Only claim these statuses (default ['upload_pending']). */
+  /**
+   * Only claim these statuses (default ['upload_pending']). *_pending and
+   * *_failed rows move to their *_in_progress status; *_in_progress rows are
+   * taken only once their lease has expired; completed statuses cannot be
+   * claimed (HOLDFAST_E_INTERNAL).
+   */
   readonly statuses?: readonly ObjectStatus[];
 }
 

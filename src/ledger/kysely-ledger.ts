@@ -1,0 +1,991 @@
+// The Ledger (ledger.ts) over a Kysely<Database>: one implementation for both
+// dialects. The SQL here is dialect-neutral; the few places where SQLite and
+// PostgreSQL differ (how a write transaction begins, row locks for claiming)
+// live in DIALECT_TRAITS and nowhere else.
+
+import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Kysely, RawBuilder, Selectable, SelectQueryBuilder } from 'kysely';
+import { HoldfastError, classifyError } from '../core/errors.js';
+import { IN_PROGRESS_STATUSES, canTransition, isObjectStatus } from '../core/status.js';
+import type { ObjectStatus } from '../core/status.js';
+import type { DestinationRow, HistoryRow, ObjectRow, PartRow, RunRow, RunStatus } from '../core/types.js';
+import type {
+  ClaimOptions,
+  FileCacheEntry,
+  Ledger,
+  Outcome,
+  OutcomeResult,
+  PlannedUpload,
+  StartRunInput,
+  StatusCount,
+  TouchedObject,
+} from './ledger.js';
+import type { Database, DestinationsTable, DialectName, HistoryTable, ObjectsTable, RunsTable } from './schema.js';
+
+/** Rows per statement for IN lists and multi-row inserts: far below every dialect's parameter limit. */
+const CHUNK = 500;
+
+// ---------------------------------------------------------------------------
+// Dialect seams
+
+/**
+ * What differs between dialects. Everything else is the same SQL.
+ *
+ * - beginWrite: SQLite takes the write lock at BEGIN IMMEDIATE, so a busy
+ *   database waits in busy_timeout up front instead of failing half-way
+ *   through a read-then-write transaction (SQLITE_BUSY_SNAPSHOT is not
+ *   retried by the busy handler). PostgreSQL locks per row.
+ * - lockRows: rows read to decide a write (fencing checks, planning) are
+ *   locked until commit on PostgreSQL; SQLite's write lock already covers it.
+ * - lockForClaim: the seam for many workers: on PostgreSQL `FOR UPDATE SKIP
+ *   LOCKED`, so concurrent claimers take disjoint rows instead of waiting.
+ */
+export interface DialectTraits {
+  readonly name: DialectName;
+  readonly beginWrite: string;
+  lockRows<DB, TB extends keyof DB, O>(qb: SelectQueryBuilder<DB, TB, O>): SelectQueryBuilder<DB, TB, O>;
+  lockForClaim<DB, TB extends keyof DB, O>(qb: SelectQueryBuilder<DB, TB, O>): SelectQueryBuilder<DB, TB, O>;
+}
+
+export const DIALECT_TRAITS: Readonly<Record<DialectName, DialectTraits>> = {
+  sqlite: {
+    name: 'sqlite',
+    beginWrite: 'begin immediate',
+    lockRows: (qb) => qb,
+    lockForClaim: (qb) => qb,
+  },
+  postgres: {
+    name: 'postgres',
+    beginWrite: 'begin',
+    lockRows: (qb) => qb.forUpdate(),
+    lockForClaim: (qb) => qb.forUpdate().skipLocked(),
+  },
+};
+
+/**
+ * Runs `fn` in one write transaction on one connection: all of it commits or
+ * none of it does. The rollback error, if any, never hides the original one.
+ */
+export async function writeTransaction<T>(db: Kysely<Database>, traits: DialectTraits, fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+  return db.connection().execute(async (conn) => {
+    await sql.raw(traits.beginWrite).execute(conn);
+    let result: T;
+    try {
+      result = await fn(conn);
+      await sql.raw('commit').execute(conn);
+    } catch (e) {
+      try {
+        await sql.raw('rollback').execute(conn);
+      } catch {
+        // The transaction may already be gone (e.g. a failed COMMIT rolled it back).
+      }
+      throw e;
+    }
+    return result;
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Row mapping
+
+/** int8 arrives as a string from PostgreSQL; SQLite gives numbers. */
+export function toNumber(v: number | string | bigint): number {
+  return typeof v === 'number' ? v : Number(v);
+}
+
+function toNullableNumber(v: number | string | bigint | null): number | null {
+  return v === null ? null : toNumber(v);
+}
+
+function toStatus(v: string): ObjectStatus {
+  if (!isObjectStatus(v)) throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: `unknown object status "${v}" in the ledger` });
+  return v;
+}
+
+function toObjectRow(r: Selectable<ObjectsTable>): ObjectRow {
+  return {
+    id: toNumber(r.id),
+    destinationId: toNumber(r.destination_id),
+    key: r.key,
+    sourcePath: r.source_path,
+    size: toNullableNumber(r.size),
+    mtimeMs: toNullableNumber(r.mtime_ms),
+    sha256: r.sha256,
+    status: toStatus(r.status),
+    attempt: toNumber(r.attempt),
+    attemptId: r.attempt_id,
+    leaseOwner: r.lease_owner,
+    leaseUntil: toNullableNumber(r.lease_until),
+    uploadId: r.upload_id,
+    etag: r.etag,
+    versionId: r.version_id,
+    errorCode: r.error_code,
+    errorMessage: r.error_message,
+    nextAttemptAt: toNullableNumber(r.next_attempt_at),
+    verifiedAt: toNullableNumber(r.verified_at),
+    updatedAt: toNumber(r.updated_at),
+  };
+}
+
+function toDestinationRow(r: Selectable<DestinationsTable>): DestinationRow {
+  return {
+    id: toNumber(r.id),
+    url: r.url,
+    kind: r.kind,
+    lastUploadAt: toNullableNumber(r.last_upload_at),
+    lastStatus: r.last_status,
+    lastError: r.last_error,
+    consecutiveFailures: toNumber(r.consecutive_failures),
+  };
+}
+
+const RUN_STATUSES: readonly string[] = ['running', 'completed', 'partial', 'failed', 'cancelled'] satisfies RunStatus[];
+
+function toRunRow(r: Selectable<RunsTable>): RunRow {
+  if (!RUN_STATUSES.includes(r.status)) throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: `unknown run status "${r.status}" in the ledger` });
+  return {
+    id: toNumber(r.id),
+    command: r.command,
+    destinationId: toNullableNumber(r.destination_id),
+    source: r.source,
+    owner: r.owner,
+    startedAt: toNumber(r.started_at),
+    finishedAt: toNullableNumber(r.finished_at),
+    status: r.status as RunStatus,
+    summary: r.summary,
+  };
+}
+
+function toHistoryRow(r: Selectable<HistoryTable>): HistoryRow {
+  return {
+    id: toNumber(r.id),
+    objectId: toNumber(r.object_id),
+    destinationId: toNumber(r.destination_id),
+    key: r.key,
+    runId: toNullableNumber(r.run_id),
+    fromStatus: r.from_status === null ? null : toStatus(r.from_status),
+    toStatus: toStatus(r.to_status),
+    attemptId: r.attempt_id,
+    errorCode: r.error_code,
+    errorMessage: r.error_message,
+    note: r.note,
+    at: toNumber(r.at),
+  };
+}
+
+/** `column + 1`, typed as the number it is written as (the read type also admits PostgreSQL's int8 strings). */
+function plusOne(column: 'attempt' | 'consecutive_failures'): RawBuilder<number> {
+  return sql<number>`${sql.ref(column)} + 1`;
+}
+
+function chunks<T>(items: readonly T[], size = CHUNK): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function isInProgress(status: ObjectStatus): boolean {
+  return IN_PROGRESS_STATUSES.includes(status);
+}
+
+/** claim: which in-progress status each claimable status moves to. */
+const CLAIM_TARGET: Partial<Record<ObjectStatus, ObjectStatus>> = {
+  upload_pending: 'upload_in_progress',
+  upload_failed: 'upload_in_progress',
+  // Taking over an expired lease (a recovered multipart upload resumes under a new attempt).
+  upload_in_progress: 'upload_in_progress',
+  delete_pending: 'delete_in_progress',
+  delete_failed: 'delete_in_progress',
+  delete_in_progress: 'delete_in_progress',
+};
+
+// ---------------------------------------------------------------------------
+// The ledger
+
+/** One status change, checked against the transition table and recorded in history. */
+interface StatusChange {
+  /** null for a row the write is about to create; filled from the write's result. */
+  objectId: number | null;
+  readonly destinationId: number;
+  readonly key: string;
+  readonly from: ObjectStatus | undefined;
+  readonly to: ObjectStatus;
+  readonly attemptId: string | null;
+  readonly errorCode?: string | null;
+  readonly errorMessage?: string | null;
+  readonly note?: string | null;
+}
+
+export interface KyselyLedgerOptions {
+  readonly dialect: DialectName;
+  /** File path or connection URL without password. */
+  readonly location: string;
+  /** Clock (epoch ms); tests may pass their own. */
+  readonly now?: () => number;
+}
+
+export class KyselyLedger implements Ledger {
+  readonly dialect: string;
+  readonly location: string;
+  readonly #db: Kysely<Database>;
+  readonly #traits: DialectTraits;
+  readonly #now: () => number;
+  #closed = false;
+
+  constructor(db: Kysely<Database>, options: KyselyLedgerOptions) {
+    this.#db = db;
+    this.#traits = DIALECT_TRAITS[options.dialect];
+    this.dialect = options.dialect;
+    this.location = options.location;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Every driver error leaves the ledger as a HoldfastError (BUSY stays BUSY: it is transient). */
+  async #guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw classifyError(e, 'HOLDFAST_E_LEDGER_WRITE');
+    }
+  }
+
+  #write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+    return this.#guard(() => writeTransaction(this.#db, this.#traits, fn));
+  }
+
+  /**
+   * The one way `objects.status` changes. Checks every change against the
+   * transition table before anything is written (a forbidden one throws
+   * HOLDFAST_E_INTERNAL and the caller's transaction rolls back), runs
+   * `write` (the caller's UPDATE/INSERT; it returns key → id for rows it
+   * created), then appends the history rows in the same transaction.
+   */
+  async #transition(
+    trx: Kysely<Database>,
+    changes: readonly StatusChange[],
+    runId: number | null,
+    at: number,
+    write: () => Promise<ReadonlyMap<string, number> | void>,
+  ): Promise<void> {
+    for (const c of changes) {
+      if (!canTransition(c.from, c.to)) {
+        throw new HoldfastError('HOLDFAST_E_INTERNAL', {
+          detail: `forbidden status transition ${c.from ?? '(new row)'} → ${c.to} for key "${c.key}"`,
+        });
+      }
+    }
+    const created = await write();
+    for (const c of changes) {
+      if (c.objectId === null) {
+        const id = created?.get(c.key);
+        if (id === undefined) throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: `no id for created row "${c.key}"` });
+        c.objectId = id;
+      }
+    }
+    for (const chunk of chunks(changes)) {
+      await trx
+        .insertInto('history')
+        .values(
+          chunk.map((c) => ({
+            object_id: c.objectId ?? 0,
+            destination_id: c.destinationId,
+            key: c.key,
+            run_id: runId,
+            from_status: c.from ?? null,
+            to_status: c.to,
+            attempt_id: c.attemptId,
+            error_code: c.errorCode ?? null,
+            error_message: c.errorMessage ?? null,
+            note: c.note ?? null,
+            at,
+          })),
+        )
+        .execute();
+    }
+  }
+
+  // ----- destinations
+
+  async ensureDestination(url: string, kind: string): Promise<DestinationRow> {
+    const now = this.#now();
+    return this.#write(async (trx) => {
+      await trx
+        .insertInto('destinations')
+        .values({ url, kind, created_at: now })
+        .onConflict((oc) => oc.column('url').doNothing())
+        .execute();
+      const row = await trx.selectFrom('destinations').selectAll().where('url', '=', url).executeTakeFirstOrThrow();
+      return toDestinationRow(row);
+    });
+  }
+
+  async getDestination(url: string): Promise<DestinationRow | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db.selectFrom('destinations').selectAll().where('url', '=', url).executeTakeFirst();
+      return row === undefined ? undefined : toDestinationRow(row);
+    });
+  }
+
+  async listDestinations(): Promise<DestinationRow[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db.selectFrom('destinations').selectAll().orderBy('id').execute();
+      return rows.map(toDestinationRow);
+    });
+  }
+
+  /**
+   * A success (error null) sets last_upload_at and resets the failure streak;
+   * a failure keeps last_upload_at (the last time it worked) and counts up.
+   */
+  async recordDestinationHealth(destinationId: number, input: { at: number; status: string; error: string | null }): Promise<void> {
+    await this.#write(async (trx) => {
+      const q = trx.updateTable('destinations').where('id', '=', destinationId);
+      if (input.error === null) {
+        await q.set({ last_upload_at: input.at, last_status: input.status, last_error: null, consecutive_failures: 0 }).execute();
+      } else {
+        await q
+          .set({ last_status: input.status, last_error: input.error, consecutive_failures: plusOne('consecutive_failures') })
+          .execute();
+      }
+    });
+  }
+
+  // ----- runs
+
+  async startRun(input: StartRunInput): Promise<RunRow> {
+    const now = this.#now();
+    return this.#write(async (trx) => {
+      const row = await trx
+        .insertInto('runs')
+        .values({
+          command: input.command,
+          destination_id: input.destinationId,
+          source: input.source,
+          owner: input.owner,
+          started_at: now,
+          status: 'running',
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toRunRow(row);
+    });
+  }
+
+  async finishRun(runId: number, status: Exclude<RunStatus, 'running'>, summary: unknown): Promise<void> {
+    const now = this.#now();
+    const text = summary === undefined || summary === null ? null : JSON.stringify(summary);
+    await this.#write(async (trx) => {
+      await trx.updateTable('runs').set({ status, finished_at: now, summary: text }).where('id', '=', runId).execute();
+    });
+  }
+
+  async listRuns(opts: { limit?: number; destinationId?: number } = {}): Promise<RunRow[]> {
+    return this.#guard(async () => {
+      let q = this.#db
+        .selectFrom('runs')
+        .selectAll()
+        .orderBy('id', 'desc')
+        .limit(opts.limit ?? 20);
+      if (opts.destinationId !== undefined) q = q.where('destination_id', '=', opts.destinationId);
+      return (await q.execute()).map(toRunRow);
+    });
+  }
+
+  // ----- objects: reading
+
+  async *streamObjects(destinationId: number, opts: { pageSize?: number; afterKey?: string } = {}): AsyncIterable<ObjectRow> {
+    const pageSize = Math.max(1, opts.pageSize ?? 1000);
+    let after = opts.afterKey;
+    for (;;) {
+      // Keyset pagination: each page is its own short query; nothing is held
+      // between pages, so a slow consumer never blocks writers.
+      const page = await this.#guard(() => {
+        let q = this.#db.selectFrom('objects').selectAll().where('destination_id', '=', destinationId);
+        if (after !== undefined) q = q.where('key', '>', after);
+        return q.orderBy('key').limit(pageSize).execute();
+      });
+      for (const row of page) yield toObjectRow(row);
+      const last = page[page.length - 1];
+      if (page.length < pageSize || last === undefined) return;
+      after = last.key;
+    }
+  }
+
+  async getObject(destinationId: number, key: string): Promise<ObjectRow | undefined> {
+    return this.#guard(async () => {
+      const row = await this.#db
+        .selectFrom('objects')
+        .selectAll()
+        .where('destination_id', '=', destinationId)
+        .where('key', '=', key)
+        .executeTakeFirst();
+      return row === undefined ? undefined : toObjectRow(row);
+    });
+  }
+
+  async listInProgress(destinationId: number): Promise<ObjectRow[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('objects')
+        .selectAll()
+        .where('destination_id', '=', destinationId)
+        .where('status', 'in', IN_PROGRESS_STATUSES)
+        .orderBy('key')
+        .execute();
+      return rows.map(toObjectRow);
+    });
+  }
+
+  async countByStatus(destinationId?: number): Promise<StatusCount[]> {
+    return this.#guard(async () => {
+      let q = this.#db
+        .selectFrom('objects')
+        .select((eb) => [
+          'destination_id',
+          'status',
+          eb.fn.countAll<number | string>().as('count'),
+          eb.fn.coalesce(eb.fn.sum<number | string | null>('size'), eb.lit(0)).as('bytes'),
+        ])
+        .groupBy(['destination_id', 'status'])
+        .orderBy('destination_id')
+        .orderBy('status');
+      if (destinationId !== undefined) q = q.where('destination_id', '=', destinationId);
+      const rows = await q.execute();
+      return rows.map((r) => ({
+        destinationId: toNumber(r.destination_id),
+        status: toStatus(r.status),
+        count: toNumber(r.count),
+        bytes: toNumber(r.bytes),
+      }));
+    });
+  }
+
+  // ----- objects: planning
+
+  async planUploads(destinationId: number, items: readonly PlannedUpload[], runId: number | null): Promise<void> {
+    if (items.length === 0) return;
+    // One key, one plan: a key listed twice keeps its last entry.
+    const byKey = new Map<string, PlannedUpload>();
+    for (const item of items) byKey.set(item.key, item);
+    const unique = [...byKey.values()];
+    const now = this.#now();
+
+    await this.#write(async (trx) => {
+      for (const chunk of chunks(unique)) {
+        const existing = await trx
+          .selectFrom('objects')
+          .select(['id', 'key', 'status', 'sha256', 'upload_id'])
+          .where('destination_id', '=', destinationId)
+          .where(
+            'key',
+            'in',
+            chunk.map((i) => i.key),
+          )
+          .$call((qb) => this.#traits.lockRows(qb))
+          .execute();
+        const rows = new Map(existing.map((r) => [r.key, { ...r, id: toNumber(r.id), status: toStatus(r.status) }]));
+
+        const changes: StatusChange[] = [];
+        const updates: { id: number; item: PlannedUpload; dropUpload: boolean }[] = [];
+        const inserts: PlannedUpload[] = [];
+        for (const item of chunk) {
+          const row = rows.get(item.key);
+          // An in-progress row belongs to its attempt (or to recovery): never overwrite it.
+          if (row !== undefined && isInProgress(row.status)) continue;
+          changes.push({
+            objectId: row?.id ?? null,
+            destinationId,
+            key: item.key,
+            from: row?.status,
+            to: 'upload_pending',
+            attemptId: null,
+            note: item.reason,
+          });
+          if (row === undefined) inserts.push(item);
+          // A multipart upload left open for other content can't be resumed for this one.
+          else updates.push({ id: row.id, item, dropUpload: row.upload_id !== null && row.sha256 !== item.sha256 });
+        }
+        if (changes.length === 0) continue;
+
+        await this.#transition(trx, changes, runId, now, async () => {
+          for (const { id, item, dropUpload } of updates) {
+            await trx
+              .updateTable('objects')
+              .set({
+                source_path: item.sourcePath,
+                size: item.size,
+                mtime_ms: item.mtimeMs,
+                sha256: item.sha256,
+                status: 'upload_pending',
+                next_attempt_at: null,
+                verified_at: null,
+                updated_at: now,
+                ...(dropUpload ? { upload_id: null } : {}),
+              })
+              .where('id', '=', id)
+              .execute();
+          }
+          const dropped = updates.filter((u) => u.dropUpload).map((u) => u.id);
+          if (dropped.length > 0) await trx.deleteFrom('parts').where('object_id', 'in', dropped).execute();
+          if (inserts.length === 0) return;
+          const created = await trx
+            .insertInto('objects')
+            .values(
+              inserts.map((item) => ({
+                destination_id: destinationId,
+                key: item.key,
+                source_path: item.sourcePath,
+                size: item.size,
+                mtime_ms: item.mtimeMs,
+                sha256: item.sha256,
+                status: 'upload_pending',
+                created_at: now,
+                updated_at: now,
+              })),
+            )
+            .returning(['id', 'key'])
+            .execute();
+          return new Map(created.map((r) => [r.key, toNumber(r.id)]));
+        });
+      }
+    });
+  }
+
+  async touchObjects(items: readonly TouchedObject[]): Promise<void> {
+    if (items.length === 0) return;
+    const now = this.#now();
+    await this.#write(async (trx) => {
+      for (const item of items) {
+        await trx
+          .updateTable('objects')
+          .set({ source_path: item.sourcePath, size: item.size, mtime_ms: item.mtimeMs, updated_at: now })
+          .where('id', '=', item.objectId)
+          .execute();
+      }
+    });
+  }
+
+  /**
+   * Deletes the rows and their parts; history keeps the fact (to_status is
+   * the row's last status). Rows in progress are skipped: an effect may be
+   * under way, and only its outcome or recovery may settle them.
+   */
+  async forgetObjects(objectIds: readonly number[], note: string, runId: number | null): Promise<void> {
+    if (objectIds.length === 0) return;
+    const now = this.#now();
+    await this.#write(async (trx) => {
+      for (const chunk of chunks([...new Set(objectIds)])) {
+        const rows = await trx
+          .selectFrom('objects')
+          .select(['id', 'destination_id', 'key', 'status', 'attempt_id'])
+          .where('id', 'in', chunk)
+          .$call((qb) => this.#traits.lockRows(qb))
+          .execute();
+        const doomed = rows.filter((r) => !isInProgress(toStatus(r.status)));
+        if (doomed.length === 0) continue;
+        const ids = doomed.map((r) => toNumber(r.id));
+        await trx.deleteFrom('parts').where('object_id', 'in', ids).execute();
+        await trx.deleteFrom('objects').where('id', 'in', ids).execute();
+        // Not a status change (the row is gone), so not #transition: a plain audit row.
+        await trx
+          .insertInto('history')
+          .values(
+            doomed.map((r) => ({
+              object_id: toNumber(r.id),
+              destination_id: toNumber(r.destination_id),
+              key: r.key,
+              run_id: runId,
+              from_status: r.status,
+              to_status: r.status,
+              attempt_id: r.attempt_id,
+              note,
+              at: now,
+            })),
+          )
+          .execute();
+      }
+    });
+  }
+
+  // ----- objects: the protocol
+
+  async claim(opts: ClaimOptions): Promise<ObjectRow[]> {
+    const statuses = opts.statuses ?? ['upload_pending'];
+    for (const s of statuses) {
+      if (CLAIM_TARGET[s] === undefined) throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: `rows in status ${s} cannot be claimed` });
+    }
+    if (opts.limit <= 0 || statuses.length === 0) return [];
+    const settled = statuses.filter((s) => !isInProgress(s));
+    const held = statuses.filter((s) => isInProgress(s));
+    const now = this.#now();
+    const leaseUntil = now + opts.leaseMs;
+
+    return this.#write(async (trx) => {
+      // Step 1: pick the rows. On PostgreSQL lockForClaim adds FOR UPDATE SKIP
+      // LOCKED, so concurrent workers pick disjoint rows.
+      const picked = await trx
+        .selectFrom('objects')
+        .select(['id', 'key', 'status'])
+        .where('destination_id', '=', opts.destinationId)
+        .where((eb) => {
+          const ors = [];
+          if (settled.length > 0) ors.push(eb('status', 'in', settled));
+          // In-progress rows only once their lease has expired (a takeover).
+          if (held.length > 0) {
+            ors.push(eb.and([eb('status', 'in', held), eb.or([eb('lease_until', 'is', null), eb('lease_until', '<=', now)])]));
+          }
+          return eb.or(ors);
+        })
+        .orderBy('key')
+        .limit(opts.limit)
+        .$call((qb) => this.#traits.lockForClaim(qb))
+        .execute();
+      if (picked.length === 0) return [];
+
+      // Step 2: move them, each with its own attempt id: batch UUID + ':' + row id.
+      const batch = randomUUID();
+      const changes: StatusChange[] = picked.map((r) => {
+        const from = toStatus(r.status);
+        const id = toNumber(r.id);
+        return {
+          objectId: id,
+          destinationId: opts.destinationId,
+          key: r.key,
+          from,
+          to: CLAIM_TARGET[from] ?? from,
+          attemptId: `${batch}:${id}`,
+        };
+      });
+      const updated = new Map<number, ObjectRow>();
+      await this.#transition(trx, changes, opts.runId, now, async () => {
+        for (const to of ['upload_in_progress', 'delete_in_progress'] as const) {
+          const ids = changes.filter((c) => c.to === to).map((c) => c.objectId ?? 0);
+          if (ids.length === 0) continue;
+          const rows = await trx
+            .updateTable('objects')
+            .set({
+              status: to,
+              attempt: plusOne('attempt'),
+              attempt_id: sql<string>`${`${batch}:`} || cast(${sql.ref('id')} as text)`,
+              lease_owner: opts.owner,
+              lease_until: leaseUntil,
+              updated_at: now,
+            })
+            .where('id', 'in', ids)
+            .returningAll()
+            .execute();
+          for (const r of rows) updated.set(toNumber(r.id), toObjectRow(r));
+        }
+      });
+      // Key order, as picked (RETURNING order is unspecified).
+      return changes.map((c) => {
+        const row = updated.get(c.objectId ?? 0);
+        if (row === undefined) throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: `claimed row "${c.key}" was not updated` });
+        return row;
+      });
+    });
+  }
+
+  async takeOver(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number, runId: number | null): Promise<ObjectRow[]> {
+    if (rows.length === 0) return [];
+    const now = this.#now();
+    const wanted = new Map(rows.map((r) => [r.objectId, r.attemptId]));
+    return this.#write(async (trx) => {
+      const current = [];
+      for (const chunk of chunks([...wanted.keys()])) {
+        current.push(
+          ...(await trx
+            .selectFrom('objects')
+            .select(['id', 'destination_id', 'key', 'status', 'attempt_id'])
+            .where('id', 'in', chunk)
+            .$call((qb) => this.#traits.lockRows(qb))
+            .execute()),
+        );
+      }
+      // Fenced: only rows still in progress under the attempt recovery judged.
+      const taken = current
+        .filter((r) => r.attempt_id !== null && wanted.get(toNumber(r.id)) === r.attempt_id && isInProgress(toStatus(r.status)))
+        .sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
+      if (taken.length === 0) return [];
+      const batch = randomUUID();
+      const changes: StatusChange[] = taken.map((r) => {
+        const status = toStatus(r.status);
+        const id = toNumber(r.id);
+        return { objectId: id, destinationId: toNumber(r.destination_id), key: r.key, from: status, to: status, attemptId: `${batch}:${id}`, note: 'takeover' };
+      });
+      const out: ObjectRow[] = [];
+      await this.#transition(trx, changes, runId, now, async () => {
+        for (const [i, c] of changes.entries()) {
+          const row = await trx
+            .updateTable('objects')
+            .set({ attempt: plusOne('attempt'), attempt_id: c.attemptId, lease_owner: owner, lease_until: now + leaseMs, updated_at: now })
+            .where('id', '=', c.objectId ?? 0)
+            .where('attempt_id', '=', taken[i]?.attempt_id ?? '')
+            .returningAll()
+            .executeTakeFirstOrThrow();
+          out.push(toObjectRow(row));
+        }
+      });
+      return out;
+    });
+  }
+
+  async renewLeases(objectIds: readonly number[], owner: string, leaseUntil: number): Promise<void> {
+    if (objectIds.length === 0) return;
+    const now = this.#now();
+    await this.#write(async (trx) => {
+      for (const chunk of chunks(objectIds)) {
+        await trx
+          .updateTable('objects')
+          .set({ lease_until: leaseUntil, updated_at: now })
+          .where('id', 'in', chunk)
+          .where('lease_owner', '=', owner)
+          .where('status', 'in', IN_PROGRESS_STATUSES)
+          .execute();
+      }
+    });
+  }
+
+  /**
+   * Fencing: an outcome applies only while its attempt is the row's current
+   * one and the row is still in progress. Replaying an outcome that already
+   * applied (same attempt, same status: the caller retried a write whose
+   * commit it could not confirm) reports applied without writing again.
+   */
+  async recordOutcomes(outcomes: readonly Outcome[], runId: number | null): Promise<OutcomeResult[]> {
+    if (outcomes.length === 0) return [];
+    const now = this.#now();
+    return this.#write(async (trx) => {
+      const state = new Map<number, { destinationId: number; key: string; status: ObjectStatus; attemptId: string | null }>();
+      for (const chunk of chunks([...new Set(outcomes.map((o) => o.objectId))])) {
+        const rows = await trx
+          .selectFrom('objects')
+          .select(['id', 'destination_id', 'key', 'status', 'attempt_id'])
+          .where('id', 'in', chunk)
+          .$call((qb) => this.#traits.lockRows(qb))
+          .execute();
+        for (const r of rows) {
+          state.set(toNumber(r.id), { destinationId: toNumber(r.destination_id), key: r.key, status: toStatus(r.status), attemptId: r.attempt_id });
+        }
+      }
+
+      const results: OutcomeResult[] = [];
+      const changes: StatusChange[] = [];
+      const toApply: Outcome[] = [];
+      for (const o of outcomes) {
+        const row = state.get(o.objectId);
+        if (row === undefined || row.attemptId !== o.attemptId) {
+          results.push({ objectId: o.objectId, applied: false });
+        } else if (!isInProgress(row.status)) {
+          results.push({ objectId: o.objectId, applied: row.status === o.status });
+        } else {
+          changes.push({
+            objectId: o.objectId,
+            destinationId: row.destinationId,
+            key: row.key,
+            from: row.status,
+            to: o.status,
+            attemptId: o.attemptId,
+            errorCode: o.errorCode ?? null,
+            errorMessage: o.errorMessage ?? null,
+            note: o.note ?? null,
+          });
+          toApply.push(o);
+          row.status = o.status;
+          results.push({ objectId: o.objectId, applied: true });
+        }
+      }
+      if (changes.length === 0) return results;
+
+      await this.#transition(trx, changes, runId, now, async () => {
+        for (const o of toApply) {
+          await trx
+            .updateTable('objects')
+            .set({ ...outcomeFields(o), ...(o.verified === true ? { verified_at: now } : {}), updated_at: now })
+            .where('id', '=', o.objectId)
+            .where('attempt_id', '=', o.attemptId)
+            .execute();
+        }
+        const completed = toApply.filter((o) => o.status === 'upload_completed').map((o) => o.objectId);
+        for (const chunk of chunks(completed)) await trx.deleteFrom('parts').where('object_id', 'in', chunk).execute();
+      });
+      return results;
+    });
+  }
+
+  // ----- multipart bookkeeping
+
+  async setUploadId(objectId: number, attemptId: string, uploadId: string | null): Promise<boolean> {
+    const now = this.#now();
+    return this.#write(async (trx) => {
+      const res = await trx
+        .updateTable('objects')
+        .set({ upload_id: uploadId, updated_at: now })
+        .where('id', '=', objectId)
+        .where('attempt_id', '=', attemptId)
+        .where('status', 'in', IN_PROGRESS_STATUSES)
+        .executeTakeFirst();
+      if (res.numUpdatedRows === 0n) return false;
+      // Parts belong to one upload id; those of any other are void now.
+      let del = trx.deleteFrom('parts').where('object_id', '=', objectId);
+      if (uploadId !== null) del = del.where('upload_id', '<>', uploadId);
+      await del.execute();
+      return true;
+    });
+  }
+
+  async recordPart(part: PartRow, attemptId: string): Promise<boolean> {
+    const now = this.#now();
+    return this.#write(async (trx) => {
+      // The fence is an UPDATE, not a SELECT: on PostgreSQL it also locks the
+      // row until commit, so a concurrent claim cannot slip in between.
+      const res = await trx
+        .updateTable('objects')
+        .set({ updated_at: now })
+        .where('id', '=', part.objectId)
+        .where('attempt_id', '=', attemptId)
+        .where('upload_id', '=', part.uploadId)
+        .where('status', 'in', IN_PROGRESS_STATUSES)
+        .executeTakeFirst();
+      if (res.numUpdatedRows === 0n) return false;
+      await trx
+        .insertInto('parts')
+        .values({
+          object_id: part.objectId,
+          upload_id: part.uploadId,
+          part_number: part.partNumber,
+          size: part.size,
+          etag: part.etag,
+          checksum: part.checksum,
+        })
+        .onConflict((oc) =>
+          oc.columns(['object_id', 'upload_id', 'part_number']).doUpdateSet((eb) => ({
+            size: eb.ref('excluded.size'),
+            etag: eb.ref('excluded.etag'),
+            checksum: eb.ref('excluded.checksum'),
+          })),
+        )
+        .execute();
+      return true;
+    });
+  }
+
+  async listParts(objectId: number, uploadId: string): Promise<PartRow[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('parts')
+        .selectAll()
+        .where('object_id', '=', objectId)
+        .where('upload_id', '=', uploadId)
+        .orderBy('part_number')
+        .execute();
+      return rows.map((r) => ({
+        objectId: toNumber(r.object_id),
+        uploadId: r.upload_id,
+        partNumber: toNumber(r.part_number),
+        size: toNumber(r.size),
+        etag: r.etag,
+        checksum: r.checksum,
+      }));
+    });
+  }
+
+  // ----- history
+
+  async history(destinationId: number, key: string): Promise<HistoryRow[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('history')
+        .selectAll()
+        .where('destination_id', '=', destinationId)
+        .where('key', '=', key)
+        .orderBy('id')
+        .execute();
+      return rows.map(toHistoryRow);
+    });
+  }
+
+  // ----- file cache
+
+  async lookupFileCache(paths: readonly string[]): Promise<Map<string, FileCacheEntry>> {
+    const out = new Map<string, FileCacheEntry>();
+    if (paths.length === 0) return out;
+    return this.#guard(async () => {
+      for (const chunk of chunks([...new Set(paths)])) {
+        const rows = await this.#db.selectFrom('file_cache').selectAll().where('path', 'in', chunk).execute();
+        for (const r of rows) {
+          out.set(r.path, { path: r.path, size: toNumber(r.size), mtimeMs: toNumber(r.mtime_ms), ino: toNumber(r.ino), sha256: r.sha256 });
+        }
+      }
+      return out;
+    });
+  }
+
+  async storeFileCache(entries: readonly FileCacheEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const byPath = new Map(entries.map((e) => [e.path, e]));
+    const now = this.#now();
+    await this.#write(async (trx) => {
+      for (const chunk of chunks([...byPath.values()])) {
+        await trx
+          .insertInto('file_cache')
+          .values(chunk.map((e) => ({ path: e.path, size: e.size, mtime_ms: e.mtimeMs, ino: e.ino, sha256: e.sha256, updated_at: now })))
+          .onConflict((oc) =>
+            oc.column('path').doUpdateSet((eb) => ({
+              size: eb.ref('excluded.size'),
+              mtime_ms: eb.ref('excluded.mtime_ms'),
+              ino: eb.ref('excluded.ino'),
+              sha256: eb.ref('excluded.sha256'),
+              updated_at: eb.ref('excluded.updated_at'),
+            })),
+          )
+          .execute();
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#guard(() => this.#db.destroy());
+  }
+}
+
+/** The columns an outcome writes, besides status-independent ones (verified_at, updated_at). */
+function outcomeFields(o: Outcome): Partial<{
+  status: string;
+  etag: string | null;
+  version_id: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  next_attempt_at: number | null;
+  lease_owner: null;
+  lease_until: null;
+  upload_id: null;
+  attempt: number;
+}> {
+  const released = { status: o.status, lease_owner: null, lease_until: null } as const;
+  switch (o.status) {
+    case 'upload_completed':
+      return {
+        ...released,
+        etag: o.etag ?? null,
+        version_id: o.versionId ?? null,
+        error_code: null,
+        error_message: null,
+        next_attempt_at: null,
+        upload_id: null,
+        attempt: 0,
+      };
+    case 'delete_completed':
+      return { ...released, error_code: null, error_message: null, next_attempt_at: null, attempt: 0 };
+    case 'upload_failed':
+    case 'delete_failed':
+      return { ...released, error_code: o.errorCode ?? null, error_message: o.errorMessage ?? null, next_attempt_at: o.nextAttemptAt ?? null };
+    case 'upload_pending':
+    case 'delete_pending':
+      // Recovery found nothing (or will retry): the row is free for the next claim.
+      return released;
+  }
+}

@@ -1,0 +1,19 @@
+// The migration sequence, in order. Both dialects run exactly this list.
+// Add a migration by adding a numbered file and listing it here; never edit
+// or rename one that has been released.
+
+import type { Kysely } from 'kysely';
+import type { Database, DialectName } from '../schema.js';
+import { migration001 } from './001-initial.js';
+import { runMigrations } from './runner.js';
+import type { Migration } from './runner.js';
+
+export const MIGRATIONS: readonly Migration[] = [migration001];
+
+/** Brings the database to the latest schema; returns the migrations applied now. */
+export function migrateToLatest(db: Kysely<Database>, dialect: DialectName): Promise<string[]> {
+  return runMigrations(db, dialect, MIGRATIONS);
+}
+
+export { appliedMigrations } from './runner.js';
+export type { Migration } from './runner.js';

@@ -1,0 +1,52 @@
+// Choosing and opening a ledger from options: the state directory for the
+// embedded SQLite ledger, or (later) a PostgreSQL URL.
+
+import os from 'node:os';
+import path from 'node:path';
+import { HoldfastError } from '../core/errors.js';
+import type { Ledger, OpenLedgerOptions } from './ledger.js';
+import { openSqliteLedger } from './sqlite.js';
+
+/** The SQLite ledger's file name inside the state directory. */
+export const LEDGER_FILE_NAME = 'holdfast.db';
+
+/**
+ * Where Holdfast keeps its state: $HOLDFAST_STATE, else $XDG_STATE_HOME/holdfast,
+ * else ~/.local/state/holdfast. Per the XDG spec a relative XDG_STATE_HOME is
+ * invalid and ignored.
+ */
+export function defaultStateDir(env: NodeJS.ProcessEnv = process.env): string {
+  const explicit = env.HOLDFAST_STATE;
+  if (explicit !== undefined && explicit !== '') return path.resolve(explicit);
+  const xdg = env.XDG_STATE_HOME;
+  if (xdg !== undefined && xdg !== '' && path.isAbsolute(xdg)) return path.join(xdg, 'holdfast');
+  const home = env.HOME !== undefined && env.HOME !== '' ? env.HOME : os.homedir();
+  return path.join(home, '.local', 'state', 'holdfast');
+}
+
+/** The SQLite ledger file for a state directory. */
+export function ledgerPath(stateDir: string): string {
+  return path.join(stateDir, LEDGER_FILE_NAME);
+}
+
+export async function openLedger(options: OpenLedgerOptions = {}): Promise<Ledger> {
+  if (options.url !== undefined && options.url !== '') {
+    if (/^postgres(ql)?:\/\//i.test(options.url)) {
+      throw new HoldfastError('HOLDFAST_E_NOT_SUPPORTED', { detail: 'PostgreSQL ledger is not available yet' });
+    }
+    throw new HoldfastError('HOLDFAST_E_CONFIG', { detail: `unsupported ledger URL (expected postgres://...): ${redact(options.url)}` });
+  }
+  const stateDir = options.stateDir ?? defaultStateDir();
+  return openSqliteLedger(ledgerPath(stateDir), options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs });
+}
+
+/** A URL as it may be shown: without its password. */
+function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable)';
+  }
+}

@@ -1,0 +1,146 @@
+// Opening the embedded SQLite ledger: the file (mode 0600, in a 0700 state
+// directory), the connection pragmas, the migrations, and the KyselyLedger
+// over it.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import type { SqliteDatabase, SqliteStatement } from 'kysely';
+import { HoldfastError, classifyError } from '../core/errors.js';
+import { KyselyLedger } from './kysely-ledger.js';
+import { migrateToLatest } from './migrations/index.js';
+import type { Database } from './schema.js';
+
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+
+/** The subset of better-sqlite3's Database used here (kysely's SqliteDatabase plus pragmas). */
+export interface SqliteHandle extends SqliteDatabase {
+  pragma(source: string, options?: { simple?: boolean }): unknown;
+  prepare(sql: string): SqliteStatement;
+}
+
+export interface OpenSqliteOptions {
+  /** Milliseconds to wait on a database locked by another connection (default 5000). */
+  readonly busyTimeoutMs?: number;
+  /** Clock (epoch ms) for the ledger; tests may pass their own. */
+  readonly now?: () => number;
+}
+
+/** Creates the directory (and missing parents) with mode 0700; an existing directory is left as it is. */
+function ensurePrivateDir(dir: string): void {
+  const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // mkdir's mode is narrowed by the umask; set it exactly on what we created.
+  if (first !== undefined) fs.chmodSync(dir, 0o700);
+}
+
+/**
+ * Opens (creating if needed) a SQLite database file for the ledger.
+ *
+ * The file is created by us with mode 0600 before SQLite sees it, so it is
+ * never readable by others, whatever the umask (a umask can only narrow a
+ * mode, and we set it exactly afterwards). SQLite creates -wal and -shm with
+ * the database file's mode; we chmod them anyway in case they pre-exist.
+ */
+export function openSqliteDatabase(file: string, options: OpenSqliteOptions = {}): SqliteHandle {
+  const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  ensurePrivateDir(path.dirname(file));
+  const existed = fs.existsSync(file);
+  const fd = fs.openSync(file, 'a', 0o600);
+  try {
+    if (!existed) fs.fchmodSync(fd, 0o600);
+  } finally {
+    fs.closeSync(fd);
+  }
+
+  const db = new BetterSqlite3(file, { timeout: busyTimeoutMs });
+  try {
+    db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    // synchronous=NORMAL in WAL mode may lose the last commits on power loss,
+    // never corrupt the file. That is enough: durability comes from the
+    // protocol (DESIGN §3): an intent lost this way means the effect never
+    // started, and an outcome lost this way leaves the row in progress,
+    // which recovery resolves by asking the destination. Without WAL (a
+    // filesystem that refuses it) NORMAL is not safe, so fall back to FULL.
+    db.pragma(String(mode).toLowerCase() === 'wal' ? 'synchronous = NORMAL' : 'synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    for (const suffix of ['-wal', '-shm']) {
+      try {
+        fs.chmodSync(file + suffix, 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      }
+    }
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return db;
+}
+
+/** How many distinct statements stay prepared (IN lists of different lengths are different statements). */
+const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * Kysely's SQLite driver prepares every query afresh; the ledger runs the
+ * same few statements thousands of times per run, so keep them prepared (an
+ * LRU keyed by SQL text). better-sqlite3 statements are reusable once `all`
+ * or `run` returns; `iterate` (kysely's streamQuery, unused by the ledger)
+ * gets its own statement so a half-read cursor is never shared.
+ */
+export function withStatementCache(db: SqliteHandle, size = STATEMENT_CACHE_SIZE): SqliteHandle {
+  const cache = new Map<string, SqliteStatement>();
+  return {
+    close: () => db.close(),
+    pragma: (source, options) => db.pragma(source, options),
+    prepare(sql: string): SqliteStatement {
+      let stmt = cache.get(sql);
+      if (stmt !== undefined) {
+        cache.delete(sql); // re-insert: most recently used last
+      } else {
+        stmt = db.prepare(sql);
+        if (cache.size >= size) {
+          const oldest = cache.keys().next();
+          if (oldest.done !== true) cache.delete(oldest.value);
+        }
+      }
+      cache.set(sql, stmt);
+      const shared = stmt;
+      return {
+        get reader() {
+          return shared.reader;
+        },
+        all: (parameters) => shared.all(parameters),
+        run: (parameters) => shared.run(parameters),
+        iterate: (parameters) => db.prepare(sql).iterate(parameters),
+      };
+    },
+  };
+}
+
+function openError(file: string, e: unknown): HoldfastError {
+  const classified = classifyError(e, 'HOLDFAST_E_LEDGER_OPEN', { path: file });
+  // Locked by another process is transient: keep that verdict. Anything else
+  // is "cannot open the ledger at <path>".
+  if (classified.code === 'HOLDFAST_E_LEDGER_BUSY' || classified.code === 'HOLDFAST_E_LEDGER_OPEN') return classified;
+  return new HoldfastError('HOLDFAST_E_LEDGER_OPEN', { path: file, detail: classified.message }, { cause: e });
+}
+
+/** Opens the SQLite ledger at `file`, migrating it to the latest schema. */
+export async function openSqliteLedger(file: string, options: OpenSqliteOptions = {}): Promise<KyselyLedger> {
+  let handle: SqliteHandle;
+  try {
+    handle = openSqliteDatabase(file, options);
+  } catch (e) {
+    throw openError(file, e);
+  }
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(handle) }) });
+  try {
+    await migrateToLatest(db, 'sqlite');
+  } catch (e) {
+    await db.destroy().catch(() => undefined);
+    throw openError(file, e);
+  }
+  return new KyselyLedger(db, { dialect: 'sqlite', location: file, ...(options.now ? { now: options.now } : {}) });
+}

@@ -1,0 +1,282 @@
+// The SQLite ledger: the conformance suite against real database files, plus
+// what only SQLite has (file modes, WAL, busy_timeout, opening and migrating
+// a file) and the migration SQL the PostgreSQL dialect will run.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler } from 'kysely';
+import { isHoldfastError } from '../../src/core/errors.js';
+import type { Ledger } from '../../src/ledger/ledger.js';
+import { appliedMigrations, migrateToLatest, MIGRATIONS } from '../../src/ledger/migrations/index.js';
+import { runMigrations } from '../../src/ledger/migrations/runner.js';
+import { defaultStateDir, ledgerPath, openLedger } from '../../src/ledger/open.js';
+import type { Database } from '../../src/ledger/schema.js';
+import { openSqliteDatabase, openSqliteLedger } from '../../src/ledger/sqlite.js';
+import { ledgerConformance } from '../conformance/ledger-suite.js';
+
+const tempDirs: string[] = [];
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'holdfast-'));
+  tempDirs.push(dir);
+  return dir;
+}
+after(() => {
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+function modeOf(p: string): number {
+  return fs.statSync(p).mode & 0o777;
+}
+
+async function rejectsWithCode(p: Promise<unknown>, code: string): Promise<unknown> {
+  let caught: unknown;
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(isHoldfastError(e), `expected a HoldfastError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    caught = e;
+    return true;
+  });
+  return caught;
+}
+
+ledgerConformance('sqlite', async () => {
+  const dir = tempDir();
+  const ledger = await openLedger({ stateDir: dir });
+  return {
+    ledger,
+    async cleanup() {
+      await ledger.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+void describe('sqlite ledger: files and connection', () => {
+  void it('creates a 0700 state dir and a 0600 database (and -wal/-shm), whatever the umask', async () => {
+    const root = tempDir();
+    const stateDir = path.join(root, 'nested', 'state');
+    const old = process.umask(0o000);
+    let ledger: Ledger;
+    try {
+      ledger = await openLedger({ stateDir });
+    } finally {
+      process.umask(old);
+    }
+    try {
+      await ledger.ensureDestination('file:///x', 'file');
+      const file = ledgerPath(stateDir);
+      assert.equal(ledger.location, file);
+      assert.equal(ledger.dialect, 'sqlite');
+      assert.equal(modeOf(stateDir), 0o700);
+      assert.equal(modeOf(file), 0o600);
+      for (const suffix of ['-wal', '-shm']) {
+        if (fs.existsSync(file + suffix)) assert.equal(modeOf(file + suffix), 0o600, suffix);
+      }
+    } finally {
+      await ledger.close();
+    }
+  });
+
+  void it('turns on WAL, synchronous=NORMAL, foreign keys and busy_timeout', () => {
+    const file = path.join(tempDir(), 'p.db');
+    const db = openSqliteDatabase(file, { busyTimeoutMs: 1234 });
+    try {
+      assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+      assert.equal(db.pragma('synchronous', { simple: true }), 1); // NORMAL
+      assert.equal(db.pragma('foreign_keys', { simple: true }), 1);
+      assert.equal(db.pragma('busy_timeout', { simple: true }), 1234);
+    } finally {
+      db.close();
+    }
+    // WAL is a property of the file: another connection sees it too.
+    const other = new BetterSqlite3(file);
+    try {
+      assert.equal(other.pragma('journal_mode', { simple: true }), 'wal');
+    } finally {
+      other.close();
+    }
+  });
+
+  void it('migrations run once: reopening keeps the data and applies nothing', async () => {
+    const dir = tempDir();
+    const first = await openLedger({ stateDir: dir });
+    const dest = await first.ensureDestination('file:///keep', 'file');
+    await first.planUploads(dest.id, [{ key: 'k', sourcePath: '/k', size: 1, mtimeMs: 1, sha256: 'x', reason: 'new' }], null);
+    await first.close();
+
+    const second = await openSqliteLedger(ledgerPath(dir));
+    try {
+      assert.equal((await second.getObject(dest.id, 'k'))?.status, 'upload_pending');
+    } finally {
+      await second.close();
+    }
+
+    const handle = openSqliteDatabase(ledgerPath(dir));
+    const { SqliteDialect } = await import('kysely');
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: handle }) });
+    try {
+      assert.deepEqual(await migrateToLatest(db, 'sqlite'), []);
+      assert.deepEqual(
+        (await appliedMigrations(db)).map((m) => m.name),
+        MIGRATIONS.map((m) => m.name),
+      );
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  void it('refuses a ledger written by a newer holdfast (unknown migration)', async () => {
+    const dir = tempDir();
+    await (await openLedger({ stateDir: dir })).close();
+    const raw = new BetterSqlite3(ledgerPath(dir));
+    raw.prepare('insert into holdfast_migrations (name, applied_at) values (?, ?)').run('999-from-the-future', 1);
+    raw.close();
+    const e = await rejectsWithCode(openLedger({ stateDir: dir }), 'HOLDFAST_E_LEDGER_OPEN');
+    assert.match((e as Error).message, /999-from-the-future/);
+    assert.match((e as Error).message, new RegExp(ledgerPath(dir).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+  });
+
+  void it('a failing migration leaves nothing half-applied', async () => {
+    const file = path.join(tempDir(), 'm.db');
+    const { SqliteDialect, sql } = await import('kysely');
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: openSqliteDatabase(file) }) });
+    try {
+      const broken = {
+        name: '002-broken',
+        async up(k: Kysely<unknown>) {
+          await k.schema.createTable('half').addColumn('x', 'integer').execute();
+          await sql`this is not sql`.execute(k);
+        },
+      };
+      await assert.rejects(runMigrations(db, 'sqlite', [...MIGRATIONS, broken]));
+      const tables = await sql<{ name: string }>`select name from sqlite_master where type = 'table' and name in ('half', 'objects')`.execute(db);
+      assert.deepEqual(tables.rows, [], 'the whole sequence rolled back');
+      assert.deepEqual(await migrateToLatest(db, 'sqlite'), ['001-initial']);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  void it('opening errors name the path', async () => {
+    const dir = tempDir();
+    const blocker = path.join(dir, 'not-a-dir');
+    fs.writeFileSync(blocker, 'x');
+    const e = await rejectsWithCode(openLedger({ stateDir: path.join(blocker, 'state') }), 'HOLDFAST_E_LEDGER_OPEN');
+    assert.match((e as Error).message, /not-a-dir/);
+
+    const garbageDir = tempDir();
+    fs.writeFileSync(ledgerPath(garbageDir), Buffer.alloc(4096, 7));
+    await rejectsWithCode(openLedger({ stateDir: garbageDir }), 'HOLDFAST_E_LEDGER_OPEN');
+  });
+
+  void it('a PostgreSQL URL is not supported yet', async () => {
+    await rejectsWithCode(openLedger({ url: 'postgres://u:secret@localhost/db' }), 'HOLDFAST_E_NOT_SUPPORTED');
+    await rejectsWithCode(openLedger({ url: 'postgresql://localhost/db' }), 'HOLDFAST_E_NOT_SUPPORTED');
+    const e = await rejectsWithCode(openLedger({ url: 'mysql://u:secret@h/db' }), 'HOLDFAST_E_CONFIG');
+    assert.doesNotMatch((e as Error).message, /secret/);
+  });
+
+  void it('waits busy_timeout for a write lock held elsewhere, then fails with HOLDFAST_E_LEDGER_BUSY', async () => {
+    const dir = tempDir();
+    const ledger = await openLedger({ stateDir: dir, busyTimeoutMs: 300 });
+    const dest = await ledger.ensureDestination('file:///busy', 'file');
+    const other = new BetterSqlite3(ledgerPath(dir));
+    try {
+      other.exec('begin immediate');
+      const started = Date.now();
+      const e = await rejectsWithCode(
+        ledger.planUploads(dest.id, [{ key: 'k', sourcePath: '/k', size: 1, mtimeMs: 1, sha256: 'x', reason: 'new' }], null),
+        'HOLDFAST_E_LEDGER_BUSY',
+      );
+      const waited = Date.now() - started;
+      assert.ok(waited >= 250, `waited ${waited} ms`);
+      assert.ok(waited < 5000, `waited ${waited} ms`);
+      assert.equal((e as { transient: boolean }).transient, true);
+      // Reads still work in WAL mode while another connection writes.
+      assert.equal(await ledger.getObject(dest.id, 'k'), undefined);
+      other.exec('rollback');
+      // Once the lock is gone the same call goes through: nothing was left half-done.
+      await ledger.planUploads(dest.id, [{ key: 'k', sourcePath: '/k', size: 1, mtimeMs: 1, sha256: 'x', reason: 'new' }], null);
+      assert.equal((await ledger.history(dest.id, 'k')).length, 1);
+    } finally {
+      other.close();
+      await ledger.close();
+    }
+  });
+
+  void it('delete statuses: claim, outcome, and a key that comes back', async () => {
+    // The interface has no planDeletes yet, so the row is put in delete_pending by hand.
+    const dir = tempDir();
+    const ledger = await openLedger({ stateDir: dir });
+    try {
+      const dest = await ledger.ensureDestination('file:///del', 'file');
+      await ledger.planUploads(dest.id, [{ key: 'd', sourcePath: '/d', size: 1, mtimeMs: 1, sha256: 'x', reason: 'new' }], null);
+      const raw = new BetterSqlite3(ledgerPath(dir));
+      raw.prepare(`update objects set status = 'delete_pending' where key = 'd'`).run();
+      raw.close();
+      assert.deepEqual(await ledger.claim({ destinationId: dest.id, owner: 'o', limit: 5, leaseMs: 1000, runId: null }), []);
+      const [d] = await ledger.claim({ destinationId: dest.id, owner: 'o', limit: 5, leaseMs: 1000, runId: null, statuses: ['delete_pending', 'delete_failed'] });
+      assert.equal(d?.status, 'delete_in_progress');
+      await rejectsWithCode(ledger.recordOutcomes([{ objectId: d.id, attemptId: d.attemptId!, status: 'upload_completed' }], null), 'HOLDFAST_E_INTERNAL');
+      const [res] = await ledger.recordOutcomes([{ objectId: d.id, attemptId: d.attemptId!, status: 'delete_completed' }], null);
+      assert.equal(res?.applied, true);
+      const row = await ledger.getObject(dest.id, 'd');
+      assert.equal(row?.status, 'delete_completed');
+      assert.equal(row?.attempt, 0);
+      assert.equal(row?.leaseOwner, null);
+      await ledger.planUploads(dest.id, [{ key: 'd', sourcePath: '/d', size: 2, mtimeMs: 2, sha256: 'y', reason: 'new' }], null);
+      assert.equal((await ledger.getObject(dest.id, 'd'))?.status, 'upload_pending');
+      const hist = await ledger.history(dest.id, 'd');
+      assert.deepEqual(
+        hist.map((h) => h.toStatus),
+        ['upload_pending', 'delete_in_progress', 'delete_completed', 'upload_pending'],
+      );
+    } finally {
+      await ledger.close();
+    }
+  });
+});
+
+void describe('default state dir', () => {
+  void it('prefers $HOLDFAST_STATE, then $XDG_STATE_HOME/holdfast, then ~/.local/state/holdfast', () => {
+    assert.equal(defaultStateDir({ HOLDFAST_STATE: '/srv/hf', XDG_STATE_HOME: '/x', HOME: '/home/u' }), '/srv/hf');
+    assert.equal(defaultStateDir({ XDG_STATE_HOME: '/x/state', HOME: '/home/u' }), '/x/state/holdfast');
+    assert.equal(defaultStateDir({ HOME: '/home/u' }), '/home/u/.local/state/holdfast');
+    assert.equal(defaultStateDir({ HOLDFAST_STATE: '', XDG_STATE_HOME: '', HOME: '/home/u' }), '/home/u/.local/state/holdfast');
+    // A relative XDG_STATE_HOME is invalid per the XDG spec and ignored.
+    assert.equal(defaultStateDir({ XDG_STATE_HOME: 'rel/state', HOME: '/home/u' }), '/home/u/.local/state/holdfast');
+    assert.equal(ledgerPath('/srv/hf'), '/srv/hf/holdfast.db');
+  });
+});
+
+void describe('migrations on PostgreSQL (compiled, not executed)', () => {
+  void it('use identity columns and COLLATE "C" on keys', async () => {
+    const statements: string[] = [];
+    const db = new Kysely<Database>({
+      dialect: {
+        createAdapter: () => new PostgresAdapter(),
+        createDriver: () => new DummyDriver(),
+        createIntrospector: (k) => new PostgresIntrospector(k),
+        createQueryCompiler: () => new PostgresQueryCompiler(),
+      },
+      log: (event) => {
+        statements.push(event.query.sql);
+      },
+    });
+    try {
+      await migrateToLatest(db, 'postgres');
+    } finally {
+      await db.destroy();
+    }
+    const ddl = statements.join(';\n');
+    assert.match(ddl, /pg_advisory_xact_lock/);
+    assert.match(ddl, /create table "objects" \([^;]*"key" text collate "C" not null/);
+    assert.match(ddl, /create table "history" \([^;]*"key" text collate "C" not null/);
+    assert.match(ddl, /"id" bigint generated by default as identity primary key/);
+    assert.doesNotMatch(ddl, /autoincrement/i);
+  });
+});
