@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { EXIT, HoldfastError, classifyError } from '../core/errors.js';
 import type { RunReport } from '../core/report.js';
 import { RunEvents } from '../engine/events.js';
+import { DEFAULT_RETRY } from '../engine/retry.js';
 import { push } from '../sync/push.js';
 import { parseSize } from './format.js';
 import { attachProgress } from './progress.js';
@@ -56,6 +57,7 @@ interface PushFlags {
   quiet?: boolean;
   verbose?: boolean;
   drainTimeout: number;
+  retries: number;
 }
 
 const out = (text: string): void => void process.stdout.write(text);
@@ -88,6 +90,7 @@ export function buildProgram(): Command {
     .option('--s3-path-style', 'path-style S3 addressing (default on with a custom endpoint)')
     .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)')
     .option('--no-fsync', 'file:// destinations: do not fsync (faster, not crash-safe; for tests)')
+    .option('--retries <n>', 'attempts per operation for transient errors (network, 5xx, throttling, busy ledger)', intArg, 5)
     .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)')
     .option('-q, --quiet', 'no progress; errors and the final report only')
     .option('-v, --verbose', 'a line for every file')
@@ -162,6 +165,7 @@ async function runPush(source: string, destination: string, flags: PushFlags): P
       partSize: flags.partSize,
       exclude: flags.exclude,
       followSymlinks: flags.followSymlinks === true,
+      retry: { ...DEFAULT_RETRY, attempts: flags.retries },
       backendOptions: {
         ...(flags.s3Endpoint !== undefined ? { s3Endpoint: flags.s3Endpoint } : {}),
         ...(flags.s3PathStyle ? { s3PathStyle: true } : {}),

@@ -138,7 +138,7 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
     if (failure !== undefined) {
       // The upload stays resumable (upload id and confirmed parts are in the ledger) unless the destination dropped it.
       if (isUploadGone(failure)) await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, null), ledgerRetry).catch(() => undefined);
-      throw failure;
+      throw classifyError(failure, 'HOLDFAST_E_NETWORK', { key });
     }
     if (hash.digest('hex') !== sha256) {
       await mp.abort(key, id).catch(() => undefined);

@@ -146,7 +146,7 @@ describe('holdfast push to file://', () => {
     const r = await runCli(['push', src3, `file://${join(tmp.path, 'dst3')}`, '--json'], { env: { HOLDFAST_STATE: state } });
     const rep = parseJsonReport(r);
     assert.equal(rep.uploads.completed, 1);
-    assert.ok(rep.notes.some((n: { key: string; note: string }) => n.key === 'link.txt' && /symlink/.test(n.note)), JSON.stringify(rep.notes));
+    assert.ok(rep.notes?.some((n) => n.key === 'link.txt' && /symlink/.test(n.note)), JSON.stringify(rep.notes));
   });
 
   it('an unreadable file fails with its code; the rest goes on; exit 2', async () => {
@@ -168,8 +168,8 @@ describe('holdfast push to file://', () => {
     assert.equal(rep.status, 'partial');
     assert.equal(rep.uploads.completed, 1);
     assert.equal(rep.uploads.failed, 1);
-    assert.equal(rep.errors[0].key, 'secret.txt');
-    assert.equal(rep.errors[0].code, 'HOLDFAST_E_SOURCE_UNREADABLE');
+    assert.equal(rep.errors[0]?.key, 'secret.txt');
+    assert.equal(rep.errors[0]?.code, 'HOLDFAST_E_SOURCE_UNREADABLE');
   });
 });
 

@@ -88,12 +88,13 @@ describe('holdfast push to s3://', () => {
     assert.ok(body.equals(content));
     const head = await client.send(new HeadObjectCommand({ Bucket: 'photos', Key: 'big/large.bin' }));
     assert.equal(head.Metadata?.['holdfast-sha256'], createHash('sha256').update(content).digest('hex'));
-    assert.match(head.ETag ?? '', /-3"?$/, 'a 3-part multipart ETag');
+    // (s3rver gives multipart objects a whole-object MD5 ETag, so the part count is not visible here;
+    // test/faults counts the UploadPart requests through a proxy.)
   });
 
   it('a key over 1024 bytes fails alone with HOLDFAST_E_KEY_TOO_LONG', async () => {
     const d = join(tmp.path, 'long');
-    const deep = join(d, ...Array.from({ length: 5 }, (_, i) => `${String(i).repeat(200)}`));
+    const deep = join(d, ...Array.from({ length: 6 }, (_, i) => `${String(i).repeat(200)}`));
     mkdirSync(deep, { recursive: true });
     writeFileSync(join(deep, 'f.txt'), 'too deep');
     writeFileSync(join(d, 'short.txt'), 'fine');
@@ -103,7 +104,7 @@ describe('holdfast push to s3://', () => {
     assert.equal(rep.status, 'partial');
     assert.equal(rep.uploads.completed, 1);
     assert.equal(rep.uploads.failed, 1);
-    assert.equal(rep.errors[0].code, 'HOLDFAST_E_KEY_TOO_LONG');
+    assert.equal(rep.errors[0]?.code, 'HOLDFAST_E_KEY_TOO_LONG');
   });
 
   it('a missing bucket exits 3, names the bucket and says how to create it', async () => {

@@ -2,6 +2,14 @@
 
 import { spawn, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { RunReport } from '../../src/core/report.js';
+
+/** What `--json` prints: the run report, the destination, and the plan of a dry run. */
+export interface JsonReport extends RunReport {
+  readonly destination: string;
+  readonly dryRun: boolean;
+  readonly plan?: { key: string; action: string; reason: string; size: number }[];
+}
 
 export const CLI_PATH = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -35,9 +43,9 @@ export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv;
 }
 
 /** Parses the single JSON object `--json` prints on stdout. */
-export function parseJsonReport(r: CliResult): Record<string, any> {
+export function parseJsonReport(r: CliResult): JsonReport {
   try {
-    return JSON.parse(r.stdout.trim()) as Record<string, any>;
+    return JSON.parse(r.stdout.trim()) as JsonReport;
   } catch {
     throw new Error(`stdout is not one JSON object (exit ${r.code}):\n${r.stdout}\nstderr:\n${r.stderr}`);
   }

@@ -1,0 +1,55 @@
+// Key rules shared by every backend: what a Holdfast key may look like before
+// any backend-specific rule applies. Each backend's `validateKey` calls
+// `validateKeyCommon` first, so the engine sees the same codes everywhere.
+//
+// A key is the source-relative path, "/"-separated. The rules reject what would
+// mean something different on some destination (a path that climbs out of the
+// root, a leading "/", an empty segment that S3 keeps but a filesystem folds)
+// or what cannot be stored faithfully (NUL, unpaired UTF-16 surrogates, which
+// UTF-8 cannot encode and would silently become U+FFFD).
+
+import { HoldfastError } from '../core/errors.js';
+
+export interface KeyRules {
+  /** Maximum UTF-8 length of `prefix + key`. */
+  readonly maxKeyBytes: number;
+  /** The destination's own prefix (S3 `s3://bucket/prefix/`), counted in the length. */
+  readonly prefix?: string;
+}
+
+// With the `u` flag a well-formed surrogate pair is one code point, so this
+// matches only unpaired halves.
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/** HOLDFAST_E_KEY_INVALID for `key`, for backend-specific rules too. */
+export function keyInvalidError(key: string, detail: string): HoldfastError {
+  return new HoldfastError('HOLDFAST_E_KEY_INVALID', { key: printable(key), detail });
+}
+
+/** The key as it can be shown in a message: control characters escaped, long keys shortened. */
+export function printable(key: string): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = key.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return escaped.length > 200 ? `${escaped.slice(0, 120)}…${escaped.slice(-40)}` : escaped;
+}
+
+/** Throws HOLDFAST_E_KEY_INVALID or HOLDFAST_E_KEY_TOO_LONG if `key` breaks a rule every destination shares. */
+export function validateKeyCommon(key: string, rules: KeyRules): void {
+  if (typeof key !== 'string' || key.length === 0) throw keyInvalidError(String(key), 'the key is empty');
+  if (key.includes('\0')) throw keyInvalidError(key, 'the key contains a NUL character');
+  if (LONE_SURROGATE.test(key)) throw keyInvalidError(key, 'the key contains an unpaired UTF-16 surrogate (not valid Unicode)');
+  if (key.startsWith('/')) throw keyInvalidError(key, 'the key is absolute (starts with "/"); keys are relative to the destination');
+  for (const segment of key.split('/')) {
+    if (segment === '') throw keyInvalidError(key, 'the key has an empty segment ("//" or a trailing "/")');
+    if (segment === '.' || segment === '..') throw keyInvalidError(key, `the key has a "${segment}" segment`);
+  }
+  const bytes = Buffer.byteLength(rules.prefix ?? '', 'utf8') + Buffer.byteLength(key, 'utf8');
+  if (bytes > rules.maxKeyBytes) {
+    throw new HoldfastError('HOLDFAST_E_KEY_TOO_LONG', { key: printable(key), bytes, max: rules.maxKeyBytes });
+  }
+}
+
+/** Byte order of keys as UTF-8 (what S3 lists by), not JS `<` (UTF-16 code units). */
+export function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
