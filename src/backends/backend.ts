@@ -118,9 +118,10 @@ export interface Backend {
   /**
    * Checks the destination exists and is reachable; throws HOLDFAST_E_DEST_NOT_FOUND
    * (saying what is missing and how to create it), HOLDFAST_E_AUTH or
-   * HOLDFAST_E_DEST_UNREACHABLE.
+   * HOLDFAST_E_DEST_UNREACHABLE. With `readOnly` (a dry run) it creates
+   * nothing: a destination that would be created on first write is fine.
    */
-  ensureReady(opts?: OpOptions): Promise<void>;
+  ensureReady(opts?: OpOptions & { readonly readOnly?: boolean }): Promise<void>;
   put(key: string, body: BodySource, opts: PutOptions): Promise<PutResult>;
   head(key: string, opts?: OpOptions): Promise<ObjectInfo | undefined>;
   get(key: string, opts?: GetOptions): Promise<Readable>;

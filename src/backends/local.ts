@@ -189,14 +189,14 @@ export class LocalBackend implements Backend {
     return path;
   }
 
-  async ensureReady(opts: OpOptions = {}): Promise<void> {
+  async ensureReady(opts: OpOptions & { readonly readOnly?: boolean } = {}): Promise<void> {
     throwIfAborted(opts.signal);
     let st: Stats;
     try {
       st = await stat(this.root);
     } catch (e) {
       const code = errCode(e);
-      if (code === 'ENOENT') return this.createRoot();
+      if (code === 'ENOENT') return opts.readOnly === true ? undefined : this.createRoot();
       if (code === 'ENOTDIR') throw await this.cannotCreate(e);
       if (code === 'EACCES' || code === 'EPERM') {
         throw new HoldfastError('HOLDFAST_E_AUTH', { detail: `cannot access "${this.root}" (${code})` }, { cause: e });

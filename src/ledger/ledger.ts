@@ -167,6 +167,8 @@ export interface Ledger {
 export interface OpenLedgerOptions {
   /** Directory holding holdfast.db (SQLite). Default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast. */
   readonly stateDir?: string;
+  /** An empty ledger in memory, gone when closed (a dry run before any real run). */
+  readonly inMemory?: boolean;
   /** A postgres:// URL selects the PostgreSQL dialect. */
   readonly url?: string;
   /** Milliseconds to wait on a locked database before failing (SQLite busy_timeout). */

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { HoldfastError } from '../core/errors.js';
 import type { Ledger, OpenLedgerOptions } from './ledger.js';
-import { openSqliteLedger } from './sqlite.js';
+import { MEMORY, openSqliteLedger } from './sqlite.js';
 
 /** The SQLite ledger's file name inside the state directory. */
 export const LEDGER_FILE_NAME = 'holdfast.db';
@@ -36,6 +36,7 @@ export async function openLedger(options: OpenLedgerOptions = {}): Promise<Ledge
     }
     throw new HoldfastError('HOLDFAST_E_CONFIG', { detail: `unsupported ledger URL (expected postgres://...): ${redact(options.url)}` });
   }
+  if (options.inMemory === true) return openSqliteLedger(MEMORY);
   const stateDir = options.stateDir ?? defaultStateDir();
   return openSqliteLedger(ledgerPath(stateDir), options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs });
 }

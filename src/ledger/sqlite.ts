@@ -27,6 +27,9 @@ export interface OpenSqliteOptions {
   readonly now?: () => number;
 }
 
+/** The file name that opens a private, throw-away database in memory (a dry run with no ledger yet). */
+export const MEMORY = ':memory:';
+
 /** Creates the directory (and missing parents) with mode 0700; an existing directory is left as it is. */
 function ensurePrivateDir(dir: string): void {
   const first = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -44,6 +47,11 @@ function ensurePrivateDir(dir: string): void {
  */
 export function openSqliteDatabase(file: string, options: OpenSqliteOptions = {}): SqliteHandle {
   const busyTimeoutMs = options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  if (file === MEMORY) {
+    const mem = new BetterSqlite3(MEMORY);
+    mem.pragma('foreign_keys = ON');
+    return mem;
+  }
   ensurePrivateDir(path.dirname(file));
   const existed = fs.existsSync(file);
   const fd = fs.openSync(file, 'a', 0o600);

@@ -71,7 +71,7 @@ export async function push(options: PushOptions): Promise<RunReport> {
   const cancellation = new Cancellation({ signal: options.signal, stopSignal: options.stopSignal, drainMs: options.drainMs });
   let unregister: (() => void) | undefined;
   try {
-    await withRetry(() => backend.ensureReady({ signal: cancellation.signal }), {
+    await withRetry(() => backend.ensureReady({ signal: cancellation.signal, readOnly: settings.dryRun }), {
       policy: settings.retry,
       signal: cancellation.signal,
       fallback: 'HOLDFAST_E_DEST_UNREACHABLE',
@@ -84,7 +84,7 @@ export async function push(options: PushOptions): Promise<RunReport> {
       const stateDir = options.stateDir ?? defaultStateDir();
       // A dry run changes nothing, not even the ledger: with no ledger yet, plan against an empty one in memory.
       const inMemory = settings.dryRun && !existsSync(join(stateDir, 'holdfast.db'));
-      ledger = await openLedger(inMemory ? { stateDir: ':memory:' } : { stateDir });
+      ledger = await openLedger(inMemory ? { inMemory: true } : { stateDir });
     }
     const destination = settings.dryRun ? await ledger.getDestination(backend.url) : await ledger.ensureDestination(backend.url, backend.kind);
     const owner = makeOwner();
