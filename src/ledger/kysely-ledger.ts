@@ -463,8 +463,9 @@ export class KyselyLedger implements Ledger {
 
   // ----- objects: planning
 
-  async planUploads(destinationId: number, items: readonly PlannedUpload[], runId: number | null): Promise<void> {
-    if (items.length === 0) return;
+  async planUploads(destinationId: number, items: readonly PlannedUpload[], runId: number | null): Promise<string[]> {
+    if (items.length === 0) return [];
+    let leftAlone: string[] = [];
     // One key, one plan: a key listed twice keeps its last entry.
     const byKey = new Map<string, PlannedUpload>();
     for (const item of items) byKey.set(item.key, item);
@@ -472,6 +473,7 @@ export class KyselyLedger implements Ledger {
     const now = this.#now();
 
     await this.#write(async (trx) => {
+      leftAlone = [];
       for (const chunk of chunks(unique)) {
         const existing = await trx
           .selectFrom('objects')
@@ -492,7 +494,11 @@ export class KyselyLedger implements Ledger {
         for (const item of chunk) {
           const row = rows.get(item.key);
           // An in-progress row belongs to its attempt (or to recovery): never overwrite it.
-          if (row !== undefined && isInProgress(row.status)) continue;
+          // A row that changed since the planner looked was handled by another run.
+          if ((row !== undefined && isInProgress(row.status)) || changedSinceSeen(item, row)) {
+            leftAlone.push(item.key);
+            continue;
+          }
           changes.push({
             objectId: row?.id ?? null,
             destinationId,
@@ -550,6 +556,7 @@ export class KyselyLedger implements Ledger {
         });
       }
     });
+    return leftAlone;
   }
 
   async touchObjects(items: readonly TouchedObject[]): Promise<void> {
@@ -988,4 +995,11 @@ function outcomeFields(o: Outcome): Partial<{
       // Recovery found nothing (or will retry): the row is free for the next claim.
       return released;
   }
+}
+
+/** True when the planner's view of the row (`item.seen`) no longer holds. */
+function changedSinceSeen(item: PlannedUpload, row: { status: ObjectStatus; sha256: string | null } | undefined): boolean {
+  if (item.seen === undefined) return false;
+  if (item.seen === null) return row !== undefined;
+  return row === undefined || row.status !== item.seen.status || row.sha256 !== item.seen.sha256;
 }

@@ -25,6 +25,13 @@ export interface PlannedUpload {
   readonly sha256: string;
   /** Why: 'new' | 'changed' | 'retry' | 'forced' | 'missing' (shown by --dry-run and history). */
   readonly reason: string;
+  /**
+   * The row as the planner saw it when it decided (null: no row). If the row
+   * changed since — another run planned, claimed or completed it — the item is
+   * not planned (optimistic concurrency: two runs never both re-plan one file).
+   * Undefined: no check.
+   */
+  readonly seen?: { readonly status: ObjectStatus; readonly sha256: string | null } | null;
 }
 
 export interface TouchedObject {
@@ -121,8 +128,11 @@ export interface Ledger {
   countByStatus(destinationId?: number): Promise<StatusCount[]>;
 
   // objects: planning (one transaction per call)
-  /** Creates or moves rows to upload_pending with the planned size/mtime/hash. */
-  planUploads(destinationId: number, items: readonly PlannedUpload[], runId: number | null): Promise<void>;
+  /**
+   * Creates or moves rows to upload_pending with the planned size/mtime/hash.
+   * Returns the keys it left alone: rows in progress, or rows that changed since `seen`.
+   */
+  planUploads(destinationId: number, items: readonly PlannedUpload[], runId: number | null): Promise<string[]>;
   /** Updates size/mtime of rows whose content did not change (a touched file costs no upload). */
   touchObjects(items: readonly TouchedObject[]): Promise<void>;
   /** Removes rows for work that never reached the destination and no longer exists in the source. */

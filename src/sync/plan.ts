@@ -146,10 +146,16 @@ async function planBatch(ctx: SyncContext, hasher: FileHasher, batch: readonly C
     if (touched.length > 0) {
       await withRetry(() => ctx.ledger.touchObjects(touched), { policy: settings.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' });
     }
-    if (planned.length > 0) {
-      await withRetry(() => ctx.ledger.planUploads(destId, planned, ctx.runId), { policy: settings.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' });
-    }
-    addTotals(ctx, planned);
+    const leftAlone = new Set(
+      planned.length > 0
+        ? await withRetry(() => ctx.ledger.planUploads(destId, planned, ctx.runId), { policy: settings.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' })
+        : [],
+    );
+    for (const key of leftAlone) tally.note(key, 'left to another run that is handling it');
+    addTotals(
+      ctx,
+      planned.filter((p) => !leftAlone.has(p.key)),
+    );
   } catch (e) {
     // No plan row, no intent, no upload: a clean failure for each file of the batch.
     const err = classifyError(e, 'HOLDFAST_E_LEDGER_WRITE');
@@ -176,7 +182,8 @@ function reasonFor(c: Candidate): string {
 }
 
 function toPlanned(c: Candidate, sha256: string, reason: string): PlannedUpload {
-  return { key: c.file.key, sourcePath: c.file.path, size: c.file.size, mtimeMs: c.file.mtimeMs, sha256, reason };
+  const seen = c.row ? { status: c.row.status, sha256: c.row.sha256 } : null;
+  return { key: c.file.key, sourcePath: c.file.path, size: c.file.size, mtimeMs: c.file.mtimeMs, sha256, reason, seen };
 }
 
 function addTotals(ctx: SyncContext, planned: readonly PlannedUpload[]): void {

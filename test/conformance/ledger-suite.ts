@@ -459,6 +459,25 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
         assert.equal((await mustGet('fresh')).status, 'upload_pending');
       });
 
+      void it('planUploads leaves alone rows that changed since the planner saw them (two runs never re-plan one file)', async () => {
+        // Run B saw no row for "raced" and a pending row for "done"; meanwhile run A created "raced" and completed "done".
+        await ledger.planUploads(dest.id, [planned('raced'), planned('done')], null);
+        const done = (await claimAll()).find((r) => r.key === 'done');
+        await ledger.recordOutcomes([{ objectId: done!.id, attemptId: done!.attemptId!, status: 'upload_completed' }], null);
+        const leftAlone = await ledger.planUploads(
+          dest.id,
+          [planned('raced', { seen: null }), planned('done', { seen: { status: 'upload_pending', sha256: SHA_A } }), planned('new', { seen: null })],
+          null,
+        );
+        assert.deepEqual(leftAlone.sort(), ['done', 'raced']);
+        assert.equal((await mustGet('done')).status, 'upload_completed');
+        assert.equal((await mustGet('new')).status, 'upload_pending');
+        // A view that still holds is honoured.
+        const again = await ledger.planUploads(dest.id, [planned('done', { sha256: SHA_B, seen: { status: 'upload_completed', sha256: SHA_A } })], null);
+        assert.deepEqual(again, []);
+        assert.equal((await mustGet('done')).status, 'upload_pending');
+      });
+
       void it('re-plans completed and pending rows, with the reason in history', async () => {
         await ledger.planUploads(dest.id, [planned('c'), planned('p')], null);
         const [c] = await claimAll(1);
