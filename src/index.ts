@@ -4,6 +4,7 @@
 //   const report = await push({ source: './photos', destination: 's3://bucket/photos' });
 
 export { push, type PushOptions } from './sync/push.js';
+export { sync, type SyncOptions } from './sync/sync.js';
 export { DEFAULT_SETTINGS, type SyncSettings, type SyncMode } from './sync/context.js';
 export { openLedger, defaultStateDir } from './ledger/open.js';
 export type { Ledger, OpenLedgerOptions, Outcome, PlannedUpload } from './ledger/ledger.js';

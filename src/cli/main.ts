@@ -14,6 +14,7 @@ import { readFileSync } from 'node:fs';
 import { EXIT, HoldfastError, classifyError } from '../core/errors.js';
 import { err } from './common.js';
 import { registerPush } from './commands/push.js';
+import { registerSync } from './commands/sync.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerPush(program);
+  registerSync(program);
   return program;
 }
 

@@ -22,12 +22,17 @@ export function textReport(report: RunReport, extra: { destination: string; dryR
   const u = report.uploads;
   if (extra.dryRun) {
     const items = extra.planned ?? [];
-    for (const p of items) lines.push(`would ${p.action}  ${p.reason.padEnd(8)} ${formatBytes(p.size).padStart(10)}  ${displayKey(p.key)}`);
-    const bytes = items.reduce((n, p) => n + p.size, 0);
-    lines.push(`dry run: would upload ${items.length} file(s) (${formatBytes(bytes)}) to ${extra.destination}; ${u.skipped} unchanged; nothing was changed`);
+    for (const p of items) lines.push(`would ${p.action.padEnd(6)}  ${p.reason.padEnd(8)} ${p.action === 'delete' ? ''.padStart(10) : formatBytes(p.size).padStart(10)}  ${displayKey(p.key)}`);
+    const uploads = items.filter((p) => p.action === 'upload');
+    const deletes = items.filter((p) => p.action === 'delete');
+    const bytes = uploads.reduce((n, p) => n + p.size, 0);
+    const del = report.deletes ? `, delete ${deletes.length} object(s)` : '';
+    lines.push(`dry run: would upload ${uploads.length} file(s) (${formatBytes(bytes)})${del} on ${extra.destination}; ${u.skipped} unchanged; nothing was changed`);
   } else {
+    const d = report.deletes;
+    const del = d ? `; ${d.completed} deleted${d.failed ? `, ${d.failed} delete(s) failed` : ''}${d.refused ? `, ${d.refused} delete(s) refused` : ''}` : '';
     lines.push(
-      `${report.status}: ${u.completed} uploaded (${formatBytes(report.bytes)}), ${u.skipped} unchanged, ${u.recovered} recovered, ${u.failed} failed, ${u.partial} partial — ${formatDuration(report.durationMs)}`,
+      `${report.status}: ${u.completed} uploaded (${formatBytes(report.bytes)}), ${u.skipped} unchanged, ${u.recovered} recovered, ${u.failed} failed, ${u.partial} partial${del} — ${formatDuration(report.durationMs)}`,
     );
   }
   if (report.errors.length > 0) {

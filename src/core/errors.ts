@@ -66,6 +66,7 @@ export const ERROR_CODES = {
     http: 500,
     transient: true,
   },
+  HOLDFAST_E_DELETE_REFUSED: { message: '{detail}', exit: EXIT.partial, http: 409, transient: false },
   HOLDFAST_E_NOT_SUPPORTED: { message: '{detail}', exit: EXIT.usage, http: 501, transient: false },
 
   HOLDFAST_E_CANCELLED: { message: 'cancelled', exit: EXIT.cancelled, http: 499, transient: false },

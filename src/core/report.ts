@@ -46,6 +46,8 @@ export interface RunReport {
   bytes: number;
   durationMs: number;
   errors: ReportError[];
+  /** Present when the command may delete (sync, cleanup). */
+  deletes?: { completed: number; failed: number; partial: number; refused: number };
   /** Notes that are not errors: skipped symlinks, files that changed and were re-queued, ... */
   notes?: { key: string; note: string }[];
 }
@@ -64,13 +66,15 @@ export function deriveRunStatus(input: {
   aborted: boolean;
   counts: UploadCounts;
   runErrors: number;
+  deletes?: { completed: number; failed: number; partial: number; refused: number };
 }): RunReport['status'] {
   if (input.cancelled) return 'cancelled';
   if (input.aborted) return 'failed';
   const c = input.counts;
-  const troubles = c.failed + c.partial + input.runErrors;
+  const d = input.deletes ?? { completed: 0, failed: 0, partial: 0, refused: 0 };
+  const troubles = c.failed + c.partial + input.runErrors + d.failed + d.partial + d.refused;
   if (troubles === 0) return 'completed';
   // Partial files did reach the destination: that is work done, only its record is missing.
-  const progress = c.completed + c.recovered + c.skipped + c.partial;
+  const progress = c.completed + c.recovered + c.skipped + c.partial + d.completed + d.partial;
   return progress > 0 ? 'partial' : 'failed';
 }

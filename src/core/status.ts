@@ -32,6 +32,7 @@ export const IN_PROGRESS_STATUSES: readonly ObjectStatus[] = ['upload_in_progres
  * - upload_* → delete_pending: the source file is gone and the run mirrors deletes.
  * - delete_pending → upload_pending: the file came back before the delete ran.
  * - delete_completed → upload_pending: a deleted key reappears in the source.
+ * - delete_completed → delete_pending: an object reappeared on the destination (cleanup deletes the orphan).
  */
 export const TRANSITIONS: Readonly<Record<ObjectStatus, readonly ObjectStatus[]>> = {
   upload_pending: ['upload_pending', 'upload_in_progress', 'delete_pending'],
@@ -40,13 +41,19 @@ export const TRANSITIONS: Readonly<Record<ObjectStatus, readonly ObjectStatus[]>
   upload_failed: ['upload_pending', 'upload_in_progress', 'delete_pending'],
   delete_pending: ['delete_in_progress', 'upload_pending'],
   delete_in_progress: ['delete_in_progress', 'delete_completed', 'delete_failed', 'delete_pending'],
-  delete_completed: ['upload_pending'],
+  delete_completed: ['upload_pending', 'delete_pending'],
   delete_failed: ['delete_pending', 'delete_in_progress', 'upload_pending'],
 };
 
+/**
+ * What a brand-new row may be created as: pending work; an upload already
+ * under way; an object found on the destination with a matching hash
+ * (cleanup --adopt); an orphaned object to delete (cleanup).
+ */
+export const CREATION_STATUSES: readonly ObjectStatus[] = ['upload_pending', 'upload_in_progress', 'upload_completed', 'delete_pending'];
+
 export function canTransition(from: ObjectStatus | undefined, to: ObjectStatus): boolean {
-  // A brand-new row may only be created as pending work.
-  if (from === undefined) return to === 'upload_pending' || to === 'upload_in_progress';
+  if (from === undefined) return CREATION_STATUSES.includes(to);
   return TRANSITIONS[from].includes(to);
 }
 

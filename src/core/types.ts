@@ -74,12 +74,14 @@ export interface PartRow {
 
 export interface HistoryRow {
   readonly id: number;
-  readonly objectId: number;
+  /** Null for an action on no ledger row (e.g. a stale multipart upload aborted by cleanup). */
+  readonly objectId: number | null;
   readonly destinationId: number;
   readonly key: string;
   readonly runId: number | null;
   readonly fromStatus: ObjectStatus | null;
-  readonly toStatus: ObjectStatus;
+  /** Null for an action that changed no status; `note` says what was done. */
+  readonly toStatus: ObjectStatus | null;
   readonly attemptId: string | null;
   readonly errorCode: string | null;
   readonly errorMessage: string | null;

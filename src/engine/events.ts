@@ -16,6 +16,7 @@ export interface RunEventMap {
   'file:progress': { readonly key: string; readonly sentBytes: number; readonly size: number };
   'file:done': { readonly key: string; readonly outcome: FileOutcome; readonly bytes: number; readonly message?: string };
   'file:failed': { readonly key: string; readonly code: string; readonly message: string; readonly transient: boolean };
+  'file:deleted': { readonly key: string };
   /** A file that is neither uploaded nor failed, with a reason worth telling (symlink, invalid name...). */
   'file:skipped': { readonly key: string; readonly reason: string };
   'run:notice': { readonly level: 'info' | 'warn'; readonly message: string };

@@ -11,6 +11,8 @@ import { IN_PROGRESS_STATUSES, canTransition, isObjectStatus } from '../core/sta
 import type { ObjectStatus } from '../core/status.js';
 import type { DestinationRow, HistoryRow, ObjectRow, PartRow, RunRow, RunStatus } from '../core/types.js';
 import type {
+  AdoptedObject,
+  PlannedDelete,
   ClaimOptions,
   FileCacheEntry,
   Ledger,
@@ -160,12 +162,12 @@ function toRunRow(r: Selectable<RunsTable>): RunRow {
 function toHistoryRow(r: Selectable<HistoryTable>): HistoryRow {
   return {
     id: toNumber(r.id),
-    objectId: toNumber(r.object_id),
+    objectId: toNullableNumber(r.object_id),
     destinationId: toNumber(r.destination_id),
     key: r.key,
     runId: toNullableNumber(r.run_id),
     fromStatus: r.from_status === null ? null : toStatus(r.from_status),
-    toStatus: toStatus(r.to_status),
+    toStatus: r.to_status === null ? null : toStatus(r.to_status),
     attemptId: r.attempt_id,
     errorCode: r.error_code,
     errorMessage: r.error_message,
@@ -735,6 +737,223 @@ export class KyselyLedger implements Ledger {
         }
       });
       return out;
+    });
+  }
+
+  // ----- objects: deletes and repairs
+
+  async planDeletes(items: readonly PlannedDelete[], note: string, runId: number | null): Promise<string[]> {
+    if (items.length === 0) return [];
+    const now = this.#now();
+    let leftAlone: string[] = [];
+    await this.#write(async (trx) => {
+      leftAlone = [];
+      for (const chunk of chunks(items)) {
+        const rows = await trx
+          .selectFrom('objects')
+          .select(['id', 'destination_id', 'key', 'status', 'sha256'])
+          .where('id', 'in', chunk.map((i) => i.objectId))
+          .$call((qb) => this.#traits.lockRows(qb))
+          .execute();
+        const byId = new Map(rows.map((r) => [toNumber(r.id), r]));
+        const changes: StatusChange[] = [];
+        for (const item of chunk) {
+          const row = byId.get(item.objectId);
+          const status = row === undefined ? undefined : toStatus(row.status);
+          if (row === undefined || status !== item.seen.status || row.sha256 !== item.seen.sha256 || !canTransition(status, 'delete_pending')) {
+            leftAlone.push(item.key);
+            continue;
+          }
+          changes.push({ objectId: item.objectId, destinationId: toNumber(row.destination_id), key: row.key, from: status, to: 'delete_pending', attemptId: null, note });
+        }
+        if (changes.length === 0) continue;
+        await this.#transition(trx, changes, runId, now, async () => {
+          await trx
+            .updateTable('objects')
+            .set({ status: 'delete_pending', next_attempt_at: null, error_code: null, error_message: null, updated_at: now })
+            .where('id', 'in', changes.map((c) => c.objectId ?? 0))
+            .execute();
+        });
+      }
+    });
+    return leftAlone;
+  }
+
+  async requeueObjects(objectIds: readonly number[], note: string, runId: number | null): Promise<void> {
+    if (objectIds.length === 0) return;
+    const now = this.#now();
+    await this.#write(async (trx) => {
+      for (const chunk of chunks([...new Set(objectIds)])) {
+        const rows = await trx
+          .selectFrom('objects')
+          .select(['id', 'destination_id', 'key', 'status'])
+          .where('id', 'in', chunk)
+          .where('status', '=', 'upload_completed')
+          .$call((qb) => this.#traits.lockRows(qb))
+          .execute();
+        if (rows.length === 0) continue;
+        const changes: StatusChange[] = rows.map((r) => ({
+          objectId: toNumber(r.id),
+          destinationId: toNumber(r.destination_id),
+          key: r.key,
+          from: 'upload_completed',
+          to: 'upload_pending',
+          attemptId: null,
+          note,
+        }));
+        await this.#transition(trx, changes, runId, now, async () => {
+          await trx
+            .updateTable('objects')
+            .set({ status: 'upload_pending', etag: null, version_id: null, verified_at: null, updated_at: now })
+            .where('id', 'in', changes.map((c) => c.objectId ?? 0))
+            .execute();
+        });
+      }
+    });
+  }
+
+  async adoptObjects(destinationId: number, items: readonly AdoptedObject[], note: string, runId: number | null): Promise<string[]> {
+    if (items.length === 0) return [];
+    const now = this.#now();
+    let leftAlone: string[] = [];
+    await this.#write(async (trx) => {
+      leftAlone = [];
+      for (const chunk of chunks(items)) {
+        const existing = await trx
+          .selectFrom('objects')
+          .select(['key'])
+          .where('destination_id', '=', destinationId)
+          .where('key', 'in', chunk.map((i) => i.key))
+          .execute();
+        const taken = new Set(existing.map((r) => r.key));
+        const fresh = chunk.filter((i) => !taken.has(i.key));
+        leftAlone.push(...chunk.filter((i) => taken.has(i.key)).map((i) => i.key));
+        if (fresh.length === 0) continue;
+        const changes: StatusChange[] = fresh.map((i) => ({ objectId: null, destinationId, key: i.key, from: undefined, to: 'upload_completed', attemptId: null, note }));
+        await this.#transition(trx, changes, runId, now, async () => {
+          const created = await trx
+            .insertInto('objects')
+            .values(
+              fresh.map((i) => ({
+                destination_id: destinationId,
+                key: i.key,
+                source_path: i.sourcePath,
+                size: i.size,
+                mtime_ms: i.mtimeMs,
+                sha256: i.sha256,
+                etag: i.etag,
+                status: 'upload_completed',
+                verified_at: now,
+                created_at: now,
+                updated_at: now,
+              })),
+            )
+            .returning(['id', 'key'])
+            .execute();
+          return new Map(created.map((r) => [r.key, toNumber(r.id)]));
+        });
+      }
+    });
+    return leftAlone;
+  }
+
+  async markOrphansForDeletion(destinationId: number, keys: readonly string[], note: string, runId: number | null): Promise<string[]> {
+    if (keys.length === 0) return [];
+    const now = this.#now();
+    let leftAlone: string[] = [];
+    await this.#write(async (trx) => {
+      leftAlone = [];
+      for (const chunk of chunks([...new Set(keys)])) {
+        const existing = await trx
+          .selectFrom('objects')
+          .select(['id', 'key', 'status'])
+          .where('destination_id', '=', destinationId)
+          .where('key', 'in', chunk)
+          .$call((qb) => this.#traits.lockRows(qb))
+          .execute();
+        const rows = new Map(existing.map((r) => [r.key, { id: toNumber(r.id), status: toStatus(r.status) }]));
+        const changes: StatusChange[] = [];
+        const revived: number[] = [];
+        const fresh: string[] = [];
+        for (const key of chunk) {
+          const row = rows.get(key);
+          // Only keys the ledger does not track (no row, or a row whose delete completed) are orphans.
+          if (row !== undefined && row.status !== 'delete_completed') {
+            leftAlone.push(key);
+            continue;
+          }
+          changes.push({ objectId: row?.id ?? null, destinationId, key, from: row?.status, to: 'delete_pending', attemptId: null, note });
+          if (row) revived.push(row.id);
+          else fresh.push(key);
+        }
+        if (changes.length === 0) continue;
+        await this.#transition(trx, changes, runId, now, async () => {
+          if (revived.length > 0) {
+            await trx.updateTable('objects').set({ status: 'delete_pending', updated_at: now }).where('id', 'in', revived).execute();
+          }
+          if (fresh.length === 0) return;
+          const created = await trx
+            .insertInto('objects')
+            .values(fresh.map((key) => ({ destination_id: destinationId, key, status: 'delete_pending', created_at: now, updated_at: now })))
+            .returning(['id', 'key'])
+            .execute();
+          return new Map(created.map((r) => [r.key, toNumber(r.id)]));
+        });
+      }
+    });
+    return leftAlone;
+  }
+
+  async recordNote(destinationId: number, key: string, note: string, runId: number | null): Promise<void> {
+    const now = this.#now();
+    await this.#write(async (trx) => {
+      const row = await trx
+        .selectFrom('objects')
+        .select(['id', 'status'])
+        .where('destination_id', '=', destinationId)
+        .where('key', '=', key)
+        .executeTakeFirst();
+      await trx
+        .insertInto('history')
+        .values({
+          object_id: row ? toNumber(row.id) : null,
+          destination_id: destinationId,
+          key,
+          run_id: runId,
+          from_status: row?.status ?? null,
+          to_status: null,
+          attempt_id: null,
+          note,
+          at: now,
+        })
+        .execute();
+    });
+  }
+
+  async leastRecentlyVerified(destinationId: number, limit: number): Promise<ObjectRow[]> {
+    if (limit <= 0) return [];
+    return this.#guard(async () => {
+      const rows = await this.#db
+        .selectFrom('objects')
+        .selectAll()
+        .where('destination_id', '=', destinationId)
+        .where('status', '=', 'upload_completed')
+        // Never-verified first, then oldest verification; key order breaks ties deterministically.
+        .orderBy(sql`case when verified_at is null then 0 else 1 end`)
+        .orderBy('verified_at')
+        .orderBy('key')
+        .limit(limit)
+        .execute();
+      return rows.map(toObjectRow);
+    });
+  }
+
+  async markVerified(objectIds: readonly number[], at: number): Promise<void> {
+    if (objectIds.length === 0) return;
+    await this.#write(async (trx) => {
+      for (const chunk of chunks([...new Set(objectIds)])) {
+        await trx.updateTable('objects').set({ verified_at: at }).where('id', 'in', chunk).where('status', '=', 'upload_completed').execute();
+      }
     });
   }
 

@@ -41,6 +41,24 @@ export interface TouchedObject {
   readonly mtimeMs: number;
 }
 
+/** A row the planner wants deleted because its source file is gone (sync). */
+export interface PlannedDelete {
+  readonly objectId: number;
+  readonly key: string;
+  /** The row as the planner saw it; a row that changed since is left alone. */
+  readonly seen: { readonly status: ObjectStatus; readonly sha256: string | null };
+}
+
+/** An object found on the destination that the ledger did not know, recorded as uploaded (cleanup --adopt). */
+export interface AdoptedObject {
+  readonly key: string;
+  readonly sourcePath: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  readonly sha256: string;
+  readonly etag: string | null;
+}
+
 export interface ClaimOptions {
   readonly destinationId: number;
   /** Worker identity written to lease_owner, e.g. "host:pid:random". */
@@ -137,6 +155,21 @@ export interface Ledger {
   touchObjects(items: readonly TouchedObject[]): Promise<void>;
   /** Removes rows for work that never reached the destination and no longer exists in the source. */
   forgetObjects(objectIds: readonly number[], note: string, runId: number | null): Promise<void>;
+
+  // objects: deletes and repairs (sync, cleanup), one transaction per call
+  /** Moves rows to delete_pending (two-phase delete: the delete step claims them later). Returns keys left alone. */
+  planDeletes(items: readonly PlannedDelete[], note: string, runId: number | null): Promise<string[]>;
+  /** Orphaned records (completed, but the destination lacks the object): back to upload_pending. */
+  requeueObjects(objectIds: readonly number[], note: string, runId: number | null): Promise<void>;
+  /** Records objects found on the destination with a matching holdfast-sha256 as upload_completed. Returns keys left alone (a row exists). */
+  adoptObjects(destinationId: number, items: readonly AdoptedObject[], note: string, runId: number | null): Promise<string[]>;
+  /** Orphaned objects (on the destination, unknown to the ledger) to delete: rows created (or moved) in delete_pending. Returns keys left alone. */
+  markOrphansForDeletion(destinationId: number, keys: readonly string[], note: string, runId: number | null): Promise<string[]>;
+  /** A history entry that changes no status (e.g. "aborted stale multipart upload X"); tied to the key's row if there is one. */
+  recordNote(destinationId: number, key: string, note: string, runId: number | null): Promise<void>;
+  /** Completed rows verified longest ago (never-verified first): what `check --sample` re-reads. */
+  leastRecentlyVerified(destinationId: number, limit: number): Promise<ObjectRow[]>;
+  markVerified(objectIds: readonly number[], at: number): Promise<void>;
 
   // objects: the protocol
   /**

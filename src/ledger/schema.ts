@@ -71,13 +71,14 @@ export interface PartsTable {
 
 export interface HistoryTable {
   id: GeneratedId;
-  /** No foreign key: history outlives the rows it describes (forgetObjects). */
-  object_id: Int;
+  /** No foreign key: history outlives the rows it describes (forgetObjects). Null: an action on no row. */
+  object_id: NullableInt;
   destination_id: Int;
   key: string;
   run_id: NullableInt;
   from_status: string | null;
-  to_status: string;
+  /** Null: an action that changed no status (see note). */
+  to_status: string | null;
   attempt_id: string | null;
   error_code: string | null;
   error_message: string | null;

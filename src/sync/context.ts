@@ -57,6 +57,28 @@ export interface PlanTotals {
   readonly keys: Set<string>;
 }
 
+/** Deletes done by this run (sync mirrors deletions; cleanup removes orphans). */
+export interface DeleteCounts {
+  completed: number;
+  failed: number;
+  /** Deleted, but the outcome could not be recorded (the next run confirms it). */
+  partial: number;
+  /** Planned deletions refused by a safety rule (max-delete, scan errors, empty source). */
+  refused: number;
+}
+
+/** How a mirroring run (sync) may delete; undefined for push, which never deletes. */
+export interface DeletionPolicy {
+  /** At most this many deletions per run... */
+  readonly maxCount?: number;
+  /** ...or at most this percentage of the destination's tracked objects (default 50). */
+  readonly maxPercent?: number;
+  /** Allow deleting everything when the source is empty (default: refuse). */
+  readonly allowEmptySource: boolean;
+  /** Also delete objects whose files still exist but are now excluded (default: keep them). */
+  readonly deleteExcluded: boolean;
+}
+
 export interface SyncContext extends PipelineContext {
   readonly command: string;
   readonly sourceRoot: string;
@@ -69,6 +91,9 @@ export interface SyncContext extends PipelineContext {
   readonly owner: string;
   readonly settings: SyncSettings;
   readonly tally: RunTally;
+  readonly deletes: DeleteCounts;
+  /** Deletion rules of this run; undefined when the command never deletes. */
+  readonly deletion: DeletionPolicy | undefined;
   readonly plan: PlanTotals;
   readonly startedAt: number;
   readonly cancellation: Cancellation;

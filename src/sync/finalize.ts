@@ -12,6 +12,7 @@ export function buildReport(ctx: SyncContext, aborted: boolean): RunReport {
     aborted,
     counts: tally.counts,
     runErrors: ctx.stepErrors.length,
+    deletes: ctx.deletes,
   });
   const errors = [...tally.errors, ...ctx.stepErrors.map((e) => ({ key: e.key, code: e.code, message: e.message }))];
   const report: RunReport = {
@@ -21,6 +22,7 @@ export function buildReport(ctx: SyncContext, aborted: boolean): RunReport {
     durationMs: Date.now() - ctx.startedAt,
     errors,
   };
+  if (ctx.command !== 'push') report.deletes = { ...ctx.deletes };
   if (tally.notes.length > 0) report.notes = [...tally.notes];
   return report;
 }

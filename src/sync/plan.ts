@@ -12,7 +12,8 @@ import type { ObjectRow, SourceFile } from '../core/types.js';
 import type { Step, StepAction } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
 import { Limiter } from '../engine/limiter.js';
-import type { PlannedUpload, TouchedObject } from '../ledger/ledger.js';
+import type { PlannedDelete, PlannedUpload, TouchedObject } from '../ledger/ledger.js';
+import { excludesPath } from '../scan/ignore.js';
 import { classifyChange, mergeJoin } from '../scan/change-detection.js';
 import { FileHasher } from '../scan/hasher.js';
 import { walkSource } from '../scan/walk.js';
@@ -50,10 +51,13 @@ export const planStep: Step<SyncContext> = {
     });
     const hasher = new FileHasher(ctx.ledger, { useCache: settings.mode !== 'all' && !settings.force, store: !settings.dryRun });
     const forget: number[] = [];
+    const deletions: PlannedDelete[] = [];
+    let sourceFiles = 0;
     let batch: Candidate[] = [];
 
     for await (const { key, file, row } of mergeJoin(files, rows)) {
       if (ctx.cancellation.stopping.aborted) break;
+      if (file) sourceFiles++;
       const change = classifyChange(file, row, mode);
       switch (change.kind) {
         case 'unchanged':
@@ -63,8 +67,13 @@ export const planStep: Step<SyncContext> = {
           tally.note(key, 'left alone: another live run is working on it');
           break;
         case 'gone':
-          // push never deletes; it only forgets work that never reached the destination.
-          if (row && (row.status === 'upload_pending' || row.status === 'upload_failed') && row.etag === null) forget.push(row.id);
+          if (!row) break;
+          // Work that never reached the destination is forgotten, by push and sync alike.
+          if ((row.status === 'upload_pending' || row.status === 'upload_failed') && row.etag === null) forget.push(row.id);
+          // sync mirrors: the destination's copy of a file gone from the source is a delete candidate.
+          else if (ctx.deletion && row.status !== 'delete_completed') {
+            deletions.push({ objectId: row.id, key, seen: { status: row.status, sha256: row.sha256 } });
+          }
           break;
         default:
           if (file) batch.push({ file, row, kind: change.kind });
@@ -81,10 +90,62 @@ export const planStep: Step<SyncContext> = {
         fallback: 'HOLDFAST_E_LEDGER_WRITE',
       });
     }
+    if (ctx.deletion && !ctx.cancellation.stopping.aborted) await planDeletions(ctx, deletions, sourceFiles);
     events.emit('plan:ready', { files: ctx.plan.files, bytes: ctx.plan.bytes, skipped: tally.counts.skipped });
     return 'continue';
   },
 };
+
+/**
+ * Applies the delete safety rules (DESIGN §2 promise 5) and records what may
+ * be deleted as delete_pending. Nothing is deleted here: the delete step runs
+ * after every upload of the run has finished.
+ */
+async function planDeletions(ctx: SyncContext, candidates: PlannedDelete[], sourceFiles: number): Promise<void> {
+  const policy = ctx.deletion;
+  if (!policy || !ctx.destination) return;
+  const { tally, events, settings } = ctx;
+  const refuse = (items: readonly PlannedDelete[], why: string): void => {
+    ctx.deletes.refused += items.length;
+    for (const d of items) tally.note(d.key, `not deleted: ${why}`);
+  };
+
+  // Files still on disk but excluded now are kept unless asked (rclone's --delete-excluded).
+  let wanted = candidates;
+  if (!policy.deleteExcluded) wanted = wanted.filter((d) => !excludesPath(ctx.exclude, d.key));
+  // A directory whose scan failed may hide files: never delete under it.
+  const doubtful = wanted.filter((d) => ctx.scanErrorPrefixes.some((p) => d.key.startsWith(p)));
+  if (doubtful.length > 0) {
+    refuse(doubtful, 'its directory could not be read completely in this run');
+    wanted = wanted.filter((d) => !doubtful.includes(d));
+  }
+  if (wanted.length === 0) return;
+
+  const counts = await ctx.ledger.countByStatus(ctx.destination.id);
+  const tracked = counts.filter((c) => c.status === 'upload_completed' || c.status === 'delete_pending').reduce((n, c) => n + c.count, 0);
+  let why: string | undefined;
+  if (sourceFiles === 0 && !policy.allowEmptySource) {
+    why = `the source directory is empty; refusing to delete all ${wanted.length} object(s) (use --allow-empty-source if that is intended)`;
+  } else {
+    const limit = policy.maxCount ?? Math.floor(((policy.maxPercent ?? 50) / 100) * tracked);
+    if (wanted.length > limit) {
+      why = `${wanted.length} deletions exceed the limit of ${limit}${policy.maxCount === undefined ? ` (${policy.maxPercent ?? 50}% of ${tracked} tracked objects)` : ''}; nothing was deleted (raise --max-delete if that is intended)`;
+    }
+  }
+  if (why !== undefined) {
+    ctx.deletes.refused += wanted.length;
+    ctx.stepErrors.push({ step: 'plan', key: '', code: 'HOLDFAST_E_DELETE_REFUSED', message: why });
+    events.emit('run:notice', { level: 'warn', message: why });
+    return;
+  }
+  for (const d of wanted) events.emit('plan:item', { key: d.key, action: 'delete', reason: 'gone', size: 0 });
+  if (settings.dryRun) return;
+  const leftAlone = await withRetry(() => ctx.ledger.planDeletes(wanted, 'source file gone (sync)', ctx.runId), {
+    policy: settings.retry,
+    fallback: 'HOLDFAST_E_LEDGER_WRITE',
+  });
+  for (const key of leftAlone) tally.note(key, 'not deleted: it changed since it was planned (another run handled it)');
+}
 
 async function planBatch(ctx: SyncContext, hasher: FileHasher, batch: readonly Candidate[]): Promise<void> {
   const { tally, events, settings } = ctx;

@@ -93,13 +93,15 @@ export const migration001: Migration = {
 
     // Append-only. No foreign keys to objects or runs: the audit trail must
     // outlive the rows it describes (forgetObjects, pruning old runs).
+    // object_id and to_status are null for actions that touch no row (e.g. cleanup
+    // aborting a stale multipart upload of a key the ledger does not know).
     await withId(db.schema.createTable('history'), dialect)
-      .addColumn('object_id', 'bigint', (c) => c.notNull())
+      .addColumn('object_id', 'bigint')
       .addColumn('destination_id', 'bigint', (c) => c.notNull())
       .addColumn('key', 'text', byteOrdered(dialect))
       .addColumn('run_id', 'bigint')
       .addColumn('from_status', 'text')
-      .addColumn('to_status', 'text', (c) => c.notNull())
+      .addColumn('to_status', 'text')
       .addColumn('attempt_id', 'text')
       .addColumn('error_code', 'text')
       .addColumn('error_message', 'text')

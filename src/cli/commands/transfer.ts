@@ -1,0 +1,122 @@
+// The options and the run loop shared by `push` and `sync`: everything about
+// moving files, progress, the report and exit codes. Each command adds its own
+// arguments (sync: the delete rules) and calls `runTransferCommand`.
+
+import { Option, type Command } from 'commander';
+import type { RunReport } from '../../core/report.js';
+import { RunEvents } from '../../engine/events.js';
+import { DEFAULT_RETRY } from '../../engine/retry.js';
+import type { TransferOptions } from '../../sync/run.js';
+import { collect, exitCodeFor, failCommand, intArg, interruptSignals, out, sizeArg, err } from '../common.js';
+import { attachProgress } from '../progress.js';
+import { jsonReport, textReport, type PlannedItem } from '../report.js';
+
+export interface TransferFlags {
+  state?: string;
+  dryRun?: boolean;
+  mode: 'incremental' | 'all';
+  force?: boolean;
+  transfers?: number;
+  exclude: string[];
+  followSymlinks?: boolean;
+  multipartThreshold?: number;
+  partSize?: number;
+  s3Endpoint?: string;
+  s3PathStyle?: boolean;
+  s3Region?: string;
+  fsync: boolean;
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  drainTimeout: number;
+  retries: number;
+}
+
+/** S3 and ledger options every command that opens a destination takes. */
+export function addDestinationOptions(cmd: Command): Command {
+  return cmd
+    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)')
+    .option('--s3-endpoint <url>', 'S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)')
+    .option('--s3-path-style', 'path-style S3 addressing (default on with a custom endpoint)')
+    .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)');
+}
+
+export function addTransferOptions(cmd: Command): Command {
+  return addDestinationOptions(cmd)
+    .option('-n, --dry-run', 'print what would be done and why; change nothing, not even the ledger')
+    .addOption(new Option('--mode <mode>', 'incremental: trust the ledger; all: re-hash every file and check the destination').choices(['incremental', 'all']).default('incremental'))
+    .option('--force', 'upload every file again, whatever the ledger says')
+    .option('--transfers <n>', 'parallel transfers (memory: at most transfers x part size)', intArg)
+    .option('--exclude <glob>', 'leave out matching paths (gitignore-like; repeatable; .holdfastignore is read too)', collect, [] as string[])
+    .option('--follow-symlinks', 'follow symbolic links (default: skip and report them)')
+    .option('--multipart-threshold <size>', 'files at least this large are sent in parts (default 64MiB)', sizeArg)
+    .option('--part-size <size>', 'part size for multipart uploads (default 16MiB)', sizeArg)
+    .option('--no-fsync', 'file:// destinations: do not fsync (faster, not crash-safe; for tests)')
+    .option('--retries <n>', 'attempts per operation for transient errors (network, 5xx, throttling, busy ledger)', intArg, 5)
+    .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)')
+    .option('-q, --quiet', 'no progress; errors and the final report only')
+    .option('-v, --verbose', 'a line for every file')
+    .option('--drain-timeout <seconds>', 'after Ctrl-C, how long in-flight transfers may finish before they are aborted', intArg, 30);
+}
+
+/** BackendOptions from the destination flags. */
+export function backendOptionsFrom(flags: Pick<TransferFlags, 's3Endpoint' | 's3PathStyle' | 's3Region'> & { fsync?: boolean }): TransferOptions['backendOptions'] {
+  return {
+    ...(flags.s3Endpoint !== undefined ? { s3Endpoint: flags.s3Endpoint } : {}),
+    ...(flags.s3PathStyle ? { s3PathStyle: true } : {}),
+    ...(flags.s3Region !== undefined ? { s3Region: flags.s3Region } : {}),
+    ...(flags.fsync !== undefined ? { fsync: flags.fsync } : {}),
+  };
+}
+
+export function transferOptionsFrom(source: string, destination: string, flags: TransferFlags): TransferOptions {
+  return {
+    source,
+    destination,
+    ...(flags.state !== undefined ? { stateDir: flags.state } : {}),
+    dryRun: flags.dryRun === true,
+    mode: flags.mode,
+    force: flags.force === true,
+    transfers: flags.transfers,
+    multipartThreshold: flags.multipartThreshold,
+    partSize: flags.partSize,
+    exclude: flags.exclude,
+    followSymlinks: flags.followSymlinks === true,
+    retry: { ...DEFAULT_RETRY, attempts: flags.retries },
+    backendOptions: backendOptionsFrom(flags),
+    drainMs: flags.drainTimeout * 1000,
+  };
+}
+
+/** Runs a transfer with progress, two-phase Ctrl-C, the report on stdout; returns the exit code. */
+export async function runTransferCommand(
+  destination: string,
+  flags: TransferFlags,
+  run: (extra: { events: RunEvents; signal: AbortSignal; stopSignal: AbortSignal }) => Promise<RunReport>,
+): Promise<number> {
+  const events = new RunEvents();
+  const detach = attachProgress(events, {
+    tty: process.stderr.isTTY === true,
+    quiet: flags.quiet === true,
+    verbose: flags.verbose === true,
+    write: err,
+    columns: process.stderr.columns,
+  });
+  const planned: PlannedItem[] = [];
+  if (flags.dryRun) events.on('plan:item', (p) => planned.push(p));
+  const signals = interruptSignals(flags.drainTimeout);
+  let report: RunReport;
+  try {
+    report = await run({ events, signal: signals.abort, stopSignal: signals.stop });
+  } catch (e) {
+    detach();
+    return failCommand(e, flags.json === true);
+  } finally {
+    signals.dispose();
+  }
+  detach();
+  const extra = { destination, dryRun: flags.dryRun === true };
+  if (flags.json) out(`${jsonReport(report, { ...extra, ...(flags.dryRun ? { plan: planned } : {}) })}\n`);
+  else out(`${textReport(report, { ...extra, planned })}\n`);
+  return exitCodeFor(report);
+}

@@ -1,0 +1,315 @@
+// Proves DESIGN §2 promises 1–3 under kill -9: the real CLI pushing a mixed
+// tree to s3rver (through the counting proxy) is SIGKILLed at seeded random
+// instants — startup, plan and intent commits, recovery, small files in
+// flight, mid-multipart, right after a response while outcomes are being
+// written — then run again without a kill; every iteration must end with
+// every file on the destination byte-identical, nothing extra there, every
+// ledger row upload_completed with the right hash and size, and no more bytes
+// sent than the source plus what was in flight at each kill.
+//
+// HOLDFAST_CRASH_ITERATIONS=N runs N iterations (default 25);
+// HOLDFAST_CRASH_SEED=S reruns the single iteration with seed S;
+// HOLDFAST_CRASH_BASE_SEED=B fixes the seeds of a whole run (B, B+1, …).
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { CONTENT_OPS, seededRandom, startProxy, type RequestRecord, type S3Op, type S3Proxy } from '../helpers/proxy.js';
+import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
+import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import type { CliResult } from '../helpers/cli.js';
+import { assertConverged, buildTree, directClient, KiB, MiB, pushArgs, startCli, treeBytes, type CliRun, type Tree, type TreeShape } from './harness.js';
+
+const TRANSFERS = 4;
+const PART = 5 * MiB;
+const SHAPE: TreeShape = { smallFiles: 150, smallMin: 1 * KiB, smallMax: 64 * KiB, bigMin: 2, bigMax: 3, bigSizeMin: 12 * MiB, bigSizeMax: 21 * MiB };
+
+const singleSeed = process.env.HOLDFAST_CRASH_SEED !== undefined && process.env.HOLDFAST_CRASH_SEED !== '' ? Number(process.env.HOLDFAST_CRASH_SEED) : undefined;
+const iterations = singleSeed !== undefined ? 1 : Number(process.env.HOLDFAST_CRASH_ITERATIONS ?? 25);
+const baseSeed = Number(process.env.HOLDFAST_CRASH_BASE_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const seeds = singleSeed !== undefined ? [singleSeed] : Array.from({ length: iterations }, (_, i) => (baseSeed + i) >>> 0);
+
+/** Where in a run a kill landed, judged from what the proxy had seen at that instant. */
+type Phase = 'startup' | 'plan' | 'recovery' | 'small files' | 'multipart' | 'complete' | 'outcome writes';
+
+/** What decides the instant of a kill. */
+type Trigger =
+  | { readonly kind: 'time'; readonly ms: number }
+  | { readonly kind: 'after-ready'; readonly ms: number }
+  | { readonly kind: 'start'; readonly op: S3Op; readonly n: number }
+  | { readonly kind: 'ok'; readonly op: S3Op; readonly n: number }
+  | { readonly kind: 'bytes'; readonly bytes: number };
+
+interface Attempt {
+  readonly trigger: Trigger | undefined;
+  readonly killed: boolean;
+  readonly phase: Phase | undefined;
+  readonly records: readonly RequestRecord[];
+  /** Request-body bytes of PutObject + UploadPart in this attempt. */
+  readonly contentBytes: number;
+  /** Content bytes of requests that had not been answered 2xx when the kill came. */
+  readonly inFlightBytes: number;
+  /** transfers × the largest content request this attempt started: what one kill may cost (see the bound below). */
+  readonly allowance: number;
+  readonly ms: number;
+  readonly result: CliResult;
+}
+
+const totals = { iterations: 0, kills: 0, missed: 0, sourceBytes: 0, sentBytes: 0, allowance: 0, inFlightAtKills: 0, ms: 0, phases: new Map<string, number>() };
+
+function describeTrigger(t: Trigger | undefined): string {
+  if (t === undefined) return 'none';
+  switch (t.kind) {
+    case 'time':
+      return `${t.ms} ms after spawn`;
+    case 'after-ready':
+      return `${t.ms} ms after HeadBucket`;
+    case 'start':
+      return `start of ${t.op} #${t.n}`;
+    case 'ok':
+      return `2xx of ${t.op} #${t.n}`;
+    case 'bytes':
+      return `after ${t.bytes} content bytes`;
+  }
+}
+
+function phaseNow(proxy: S3Proxy): Phase {
+  const flying = new Set(proxy.inFlight().map((r) => r.op));
+  if (flying.has('UploadPart')) return 'multipart';
+  if (flying.has('PutObject')) return 'small files';
+  if (flying.has('CompleteMultipartUpload') || flying.has('CreateMultipartUpload')) return 'complete';
+  const seen = new Set(proxy.records.map((r) => r.op));
+  if (seen.has('PutObject') || seen.has('UploadPart') || seen.has('CompleteMultipartUpload')) return 'outcome writes';
+  if (seen.has('HeadObject')) return 'recovery';
+  if (seen.size > 0) return 'plan';
+  return 'startup';
+}
+
+describe('kill -9 at random instants, then run again: the push converges', { concurrency: false }, () => {
+  let s3: S3TestServer;
+  let proxy: S3Proxy;
+  let client: S3Client;
+  let tmp: TempDir;
+  /** A full, uninterrupted run of a tree of this shape: the scale for time-based kills. */
+  let fullRunMs = 3000;
+
+  before(async () => {
+    s3 = await startS3Server();
+    proxy = await startProxy({ target: s3.endpoint });
+    client = directClient(s3.endpoint);
+    tmp = await makeTempDir('holdfast-crash-');
+    console.log(`crash suite: ${seeds.length} iteration(s), seeds ${singleSeed !== undefined ? singleSeed : `${baseSeed}..${baseSeed + seeds.length - 1}`} (rerun one with HOLDFAST_CRASH_SEED=<seed>)`);
+    // Calibrate: how long does a full run of this shape take on this machine?
+    const src = join(tmp.path, 'calibrate');
+    buildTree(src, seededRandom(7), SHAPE);
+    await s3.createBucket('calibrate');
+    const t0 = Date.now();
+    const r = await startCli(pushArgs(src, 's3://calibrate/p', { endpoint: proxy.endpoint, state: join(tmp.path, 'calibrate-state'), partSize: '5MiB', threshold: '5MiB', transfers: TRANSFERS }), proxy.endpoint).done;
+    assert.equal(r.code, 0, r.stderr);
+    fullRunMs = Date.now() - t0;
+    await rm(src, { recursive: true, force: true });
+    await rm(join(s3.dir, 'calibrate'), { recursive: true, force: true });
+  });
+
+  after(async () => {
+    const f = totals;
+    const phases = [...f.phases].map(([p, n]) => `${p} ${n}`).join(', ');
+    console.log(
+      `crash figures: ${f.iterations} iterations, ${f.kills} kills (${f.missed} triggers missed: run finished first), ` +
+        `source ${(f.sourceBytes / MiB).toFixed(1)} MiB, sent ${(f.sentBytes / MiB).toFixed(1)} MiB, ` +
+        `re-sent ${((f.sentBytes - f.sourceBytes) / MiB).toFixed(1)} MiB (in flight at kills ${(f.inFlightAtKills / MiB).toFixed(1)} MiB; allowed ${(f.allowance / MiB).toFixed(1)} MiB), ` +
+        `full run ${fullRunMs} ms, iterations took ${(f.ms / 1000).toFixed(1)} s; kills by phase: ${phases}`,
+    );
+    client?.destroy();
+    await proxy?.stop();
+    await s3?.stop();
+    await tmp?.cleanup();
+  });
+
+  for (const [i, seed] of seeds.entries()) {
+    it(`iteration ${i + 1}, seed ${seed}`, async () => {
+      const t0 = Date.now();
+      const random = seededRandom(seed);
+      const int = (lo: number, hi: number): number => lo + Math.floor(random() * (hi - lo + 1));
+      const bucket = `crash-${i}-${seed.toString(36)}`;
+      const prefix = 'data/';
+      const base = join(tmp.path, `it${i}`);
+      const src = join(base, 'src');
+      const state = join(base, 'state');
+      const tree = buildTree(src, random, SHAPE);
+      await s3.createBucket(bucket);
+      const args = pushArgs(src, `s3://${bucket}/${prefix}`, { endpoint: proxy.endpoint, state, partSize: '5MiB', threshold: '5MiB', transfers: TRANSFERS });
+      const context = `seed ${seed} (rerun: HOLDFAST_CRASH_SEED=${seed})`;
+
+      const attempts: Attempt[] = [];
+      const kills = random() < 0.35 ? 2 : 1;
+      for (let k = 0; k < kills; k++) {
+        const trigger = chooseTrigger(random, int, tree, attempts, fullRunMs);
+        const a = await runAttempt(proxy, args, trigger);
+        attempts.push(a);
+        if (!a.killed) {
+          // The run finished before its trigger fired: then it must have finished well.
+          assert.equal(a.result.code, 0, `${context}: an attempt that outran its kill (${describeTrigger(trigger)}) completes\n${a.result.stderr}`);
+          break;
+        }
+      }
+      // The run after the crash(es): no kill, it must complete.
+      const final = await runAttempt(proxy, args, undefined);
+      attempts.push(final);
+      assert.equal(
+        final.result.code,
+        0,
+        `${context}: the run after the kills completes (exit 0)\nkills: ${attempts.map((a) => `${describeTrigger(a.trigger)} [${a.phase ?? 'not killed'}]`).join('; ')}\nstdout: ${final.result.stdout}\nstderr: ${final.result.stderr}`,
+      );
+
+      await assertConverged({ client, bucket, prefix, tree, stateDir: state, context });
+
+      // Promise 2, as bytes. Every byte of the source must be sent once; beyond
+      // that, a kill can only waste the content requests it interrupted: those in
+      // flight, and parts answered 2xx whose record in the ledger the kill beat
+      // (a request slot is held until the part is recorded). Both kinds hold one
+      // of the `transfers` request slots, and none is larger than the largest
+      // content request that attempt started. So, exactly:
+      //   Σ request-body bytes of PutObject + UploadPart over all attempts
+      //     ≤ source bytes + Σ over killed attempts (transfers × largest PutObject/UploadPart body it started)
+      // which is at most source + kills × transfers × max(partSize, largest small file).
+      const sourceBytes = treeBytes(tree);
+      const sent = attempts.reduce((n, a) => n + a.contentBytes, 0);
+      const allowance = attempts.reduce((n, a) => n + (a.killed ? a.allowance : 0), 0);
+      assert.ok(
+        sent <= sourceBytes + allowance,
+        `${context}: sent ${sent} bytes for a ${sourceBytes}-byte source; the kills allow ${allowance} more\n` +
+          attempts.map((a) => `  ${describeTrigger(a.trigger)}: killed=${a.killed} phase=${a.phase ?? '-'} sent=${a.contentBytes} inFlight=${a.inFlightBytes}`).join('\n'),
+      );
+      assert.ok(allowance <= attempts.filter((a) => a.killed).length * TRANSFERS * Math.max(PART, SHAPE.smallMax));
+      assert.ok(sent >= sourceBytes, `${context}: every byte was sent at least once`);
+
+      totals.iterations++;
+      for (const a of attempts) {
+        if (a.trigger === undefined) continue;
+        if (!a.killed) {
+          totals.missed++;
+          continue;
+        }
+        totals.kills++;
+        totals.inFlightAtKills += a.inFlightBytes;
+        totals.phases.set(a.phase ?? '?', (totals.phases.get(a.phase ?? '?') ?? 0) + 1);
+      }
+      totals.sourceBytes += sourceBytes;
+      totals.sentBytes += sent;
+      totals.allowance += allowance;
+      totals.ms += Date.now() - t0;
+      await rm(base, { recursive: true, force: true });
+      await rm(join(s3.dir, bucket), { recursive: true, force: true });
+    });
+  }
+
+  /** Runs the CLI once, killing it when `trigger` fires (if it does before the run ends). */
+  async function runAttempt(p: S3Proxy, args: readonly string[], trigger: Trigger | undefined): Promise<Attempt> {
+    p.reset();
+    const run = startCli(args, p.endpoint);
+    let killed = false;
+    let phase: Phase | undefined;
+    let inFlightBytes = 0;
+    const kill = (): void => {
+      if (killed || run.child.exitCode !== null || run.child.signalCode !== null) return;
+      phase = phaseNow(p);
+      inFlightBytes = p.records.filter((r) => CONTENT_OPS.includes(r.op) && r.result !== 'ok').reduce((n, r) => n + r.contentLength, 0);
+      killed = true;
+      run.kill();
+    };
+    const disarm = arm(p, run, trigger, kill);
+    const result = await run.done;
+    disarm();
+    const records = [...p.records];
+    const content = records.filter((r) => CONTENT_OPS.includes(r.op));
+    const largest = content.reduce((m, r) => Math.max(m, r.contentLength), 0);
+    return {
+      trigger,
+      killed,
+      phase,
+      records,
+      contentBytes: content.reduce((n, r) => n + r.bodyBytes, 0),
+      inFlightBytes,
+      allowance: TRANSFERS * largest,
+      ms: Date.now() - run.startedAt,
+      result,
+    };
+  }
+});
+
+/** Sets up the trigger; returns a function that removes it. */
+function arm(p: S3Proxy, run: CliRun, trigger: Trigger | undefined, kill: () => void): () => void {
+  if (trigger === undefined) return () => undefined;
+  const timers: NodeJS.Timeout[] = [];
+  const offs: (() => void)[] = [];
+  switch (trigger.kind) {
+    case 'time':
+      timers.push(setTimeout(kill, trigger.ms));
+      break;
+    case 'after-ready':
+      offs.push(
+        p.on('end', (r) => {
+          if (r.op === 'HeadBucket' && r.result === 'ok') timers.push(setTimeout(kill, trigger.ms));
+        }),
+      );
+      break;
+    case 'start': {
+      let n = 0;
+      offs.push(
+        p.on('start', (r) => {
+          if (r.op === trigger.op && ++n === trigger.n) kill();
+        }),
+      );
+      break;
+    }
+    case 'ok': {
+      let n = 0;
+      offs.push(
+        p.on('end', (r) => {
+          if (r.op === trigger.op && r.result === 'ok' && ++n === trigger.n) kill();
+        }),
+      );
+      break;
+    }
+    case 'bytes': {
+      // Checked as requests start and end and on a fine timer, so the kill lands mid-body.
+      const check = (): void => {
+        if (p.contentBytes() + p.inFlight().reduce((n, r) => n + (CONTENT_OPS.includes(r.op) ? r.bodyBytes : 0), 0) >= trigger.bytes) kill();
+      };
+      timers.push(setInterval(check, 2));
+      break;
+    }
+  }
+  void run.done.then(() => {
+    for (const t of timers) clearTimeout(t);
+  });
+  return () => {
+    for (const t of timers) clearTimeout(t);
+    for (const off of offs) off();
+  };
+}
+
+/** Picks the next kill's trigger, spread so kills land in every phase of a run. */
+function chooseTrigger(random: () => number, int: (lo: number, hi: number) => number, tree: Tree, earlier: readonly Attempt[], fullRunMs: number): Trigger {
+  // What is probably left to do, from what earlier attempts got answered.
+  const done = (op: S3Op): number => earlier.reduce((n, a) => n + a.records.filter((r) => r.op === op && r.result === 'ok').length, 0);
+  const files = [...tree.values()];
+  const small = files.filter((f) => f.size < PART).length;
+  const parts = files.filter((f) => f.size >= PART).reduce((n, f) => n + Math.ceil(f.size / PART), 0);
+  const bigs = files.length - small;
+  const left = (total: number, op: S3Op): number => Math.max(1, total - done(op));
+  const bytesLeft = Math.max(1, treeBytes(tree) - earlier.reduce((n, a) => n + a.contentBytes, 0));
+  const x = random();
+  if (x < 0.2) return { kind: 'time', ms: int(0, fullRunMs) };
+  if (x < 0.3) return { kind: 'after-ready', ms: int(0, 400) };
+  if (x < 0.45) return { kind: 'start', op: 'PutObject', n: int(1, left(small, 'PutObject')) };
+  if (x < 0.55) return { kind: 'ok', op: 'PutObject', n: int(1, left(small, 'PutObject')) };
+  if (x < 0.7) return { kind: 'start', op: 'UploadPart', n: int(1, left(parts, 'UploadPart')) };
+  if (x < 0.8) return { kind: 'ok', op: 'UploadPart', n: int(1, left(parts, 'UploadPart')) };
+  if (x < 0.88) return { kind: 'ok', op: 'CompleteMultipartUpload', n: int(1, left(bigs, 'CompleteMultipartUpload')) };
+  if (x < 0.93 && earlier.length > 0) return { kind: 'start', op: 'HeadObject', n: int(1, 4) };
+  return { kind: 'bytes', bytes: int(0, bytesLeft) };
+}
