@@ -10,7 +10,7 @@
 import { execFileSync, fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -423,7 +423,7 @@ async function runScenario(kind: Kind, scenario: Scenario, server: S3Server | un
       const expect: Expect = sid === 'b' ? { uploaded: 0, skipped: tree.files } : { uploaded: changed.length };
       const sample = await runTool(tool, src, dest, state(tool, 'base'), server, expect, rep);
       if (sid === 'c') {
-        const bad = await differing(src, changed, dest.objectPath);
+        const bad = await differing(src, changed, (k) => dest.objectPath(k));
         if (bad.length > 0) {
           sample.valid = false;
           sample.problems.push(`${bad.length} changed file(s) not updated on the destination, e.g. ${bad[0]}`);
@@ -460,7 +460,7 @@ function ratios(): Ratio[] {
 function table(rs: readonly Ratio[]): string {
   const lines: string[] = [];
   const header = ['scenario', 'tool', 'wall s: median (min–max)', 'CPU s', 'peak RSS MiB', 's3rver CPU s (busy)'];
-  const widths = [40, 20, 26, 7, 13, 20];
+  const widths = [44, 20, 26, 7, 13, 20];
   const line = (cells: string[]): string =>
     cells
       .map((c, i) => c.padEnd(widths[i]!))
@@ -491,7 +491,7 @@ function table(rs: readonly Ratio[]): string {
       }
       for (const q of rs.filter((x) => x.kind === kind && x.scenario === s.id)) {
         const verdict = q.judged ? (q.met ? 'met' : 'MISSED') : 'info only';
-        lines.push(line(['', `ratio ${TOOL_LABEL[q.tool]}/rclone`, `${q.ratio.toFixed(2)}×   target ≤ ${q.target.toFixed(1)}×: ${verdict}`]));
+        lines.push(line(['', q.tool === 'holdfast' ? 'ratio holdfast/rclone' : 'ratio --no-fsync/rc', `${q.ratio.toFixed(2)}×   target ≤ ${q.target.toFixed(1)}×: ${verdict}`]));
       }
     }
   }
@@ -525,6 +525,8 @@ async function main(): Promise<void> {
   if (rcloneVersion === 'unknown') throw new Error('rclone not found on PATH');
   work = await mkdtemp(join(tmpdir(), 'holdfast-bench-'));
   const startedAt = new Date();
+  const loadAtStart = loadavg()[0];
+  if ((loadAtStart ?? 0) > 0.5) log(`bench: warning: load average ${loadAtStart?.toFixed(2)} before starting; other work on the machine skews the figures`);
   log(`bench: work dir ${work}; ${reps} repetition(s); ${kinds.join(', ')}; scenarios ${scenarioIds.join(',')}`);
   log(`       ${rcloneVersion.split('\n')[0]}, node ${process.version}, ${availableParallelism()} CPU(s)`);
   try {
@@ -554,8 +556,10 @@ async function main(): Promise<void> {
   if (skippedForTime > 0) console.log(`\nWARNING: ${skippedForTime} run(s) skipped: --max-minutes reached`);
 
   let commit = 'unknown';
+  let srcDirty: boolean | null = null;
   try {
     commit = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8', cwd: here }).trim();
+    srcDirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { encoding: 'utf8', cwd: join(here, '..', '..') }).trim() !== '';
   } catch {
     // not a checkout
   }
@@ -566,7 +570,9 @@ async function main(): Promise<void> {
     node: process.version,
     rclone: rcloneVersion.split('\n')[0],
     rcloneDetails: rcloneVersion,
-    holdfast: { commit },
+    holdfast: { commit, srcDirty },
+    // Other processes on the machine disturb the figures: 1-minute load average before and after.
+    loadAverage: { start: loadAtStart, end: loadavg()[0] },
     config: { reps, kinds, scenarios: scenarioIds, files: tree.files, dirs: tree.dirs, fileSize: tree.fileSize, changed: changedCount, largeBytes: largeSize, timeoutS: timeoutMs / 1000 },
     targets: Object.fromEntries(SCENARIOS.map((s) => [s.id, s.target])),
     results: [...rows.values()],

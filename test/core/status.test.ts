@@ -60,15 +60,17 @@ void describe('status transitions', () => {
       ['upload_in_progress', 'delete_pending'],
       ['delete_in_progress', 'upload_completed'],
       ['delete_in_progress', 'upload_pending'],
-      // A finished delete is final until the key reappears in the source.
-      ['delete_completed', 'delete_pending'],
+      // A finished delete is final until the key reappears (in the source: upload; on the destination: cleanup deletes it again).
       ['delete_completed', 'upload_completed'],
+      ['delete_completed', 'delete_in_progress'],
     ];
     for (const [from, to] of refused) assert.equal(canTransition(from, to), false, `${from} → ${to}`);
   });
 
-  void it('a new row starts as pending work or an immediate intent, nothing else', () => {
-    assert.deepEqual([...CREATION].sort(), ['upload_in_progress', 'upload_pending']);
+  void it('a new row starts as pending work, an immediate intent, an adopted object or an orphan to delete — nothing else', () => {
+    // upload_completed only for cleanup --adopt, which first confirmed the object on the destination by its SHA-256 (promise 3 holds);
+    // delete_pending only for cleanup's orphaned objects, which then go through the delete protocol.
+    assert.deepEqual([...CREATION].sort(), ['delete_pending', 'upload_completed', 'upload_in_progress', 'upload_pending']);
     for (const s of OBJECT_STATUSES) {
       if (!CREATION.includes(s)) assert.equal(canTransition(undefined, s), false, `(new) → ${s}`);
     }
