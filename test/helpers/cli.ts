@@ -1,6 +1,6 @@
 // Runs the built `holdfast` binary as a child process, the way a user does.
 
-import { spawn, type SpawnOptions } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { RunReport } from '../../src/core/report.js';
 
@@ -20,7 +20,25 @@ export interface CliResult {
   readonly stderr: string;
 }
 
+/** Starts the CLI and returns the child (to signal it) and a promise of its result. */
+export function startCli(
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number } = {},
+): { child: ChildProcess; done: Promise<CliResult> } {
+  let child!: ChildProcess;
+  const done = runCliWith(args, opts, (c) => (child = c));
+  return { child, done };
+}
+
 export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number } = {}): Promise<CliResult> {
+  return runCliWith(args, opts, () => undefined);
+}
+
+function runCliWith(
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number },
+  onSpawn: (child: ChildProcess) => void,
+): Promise<CliResult> {
   const spawnOpts: SpawnOptions = {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -29,6 +47,7 @@ export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv;
   };
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI_PATH, ...args], spawnOpts);
+    onSpawn(child);
     let stdout = '';
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
