@@ -5,17 +5,33 @@
 
 export { push, type PushOptions } from './sync/push.js';
 export { sync, type SyncOptions } from './sync/sync.js';
+export { pull, type PullOptions, type PullReport, type DownloadCounts, type PlannedDownload } from './sync/pull.js';
+export {
+  status,
+  history,
+  runs,
+  findDestination,
+  type InspectOptions,
+  type StatusReport,
+  type DestinationStatus,
+  type HistoryReport,
+  type HistoryEntry,
+  type RunsReport,
+  type RunSummary,
+  type ItemSummary,
+} from './sync/inspect.js';
+export { check, cleanup, CHECK_CATEGORIES, type CheckOptions, type CheckReport, type CheckCategory, type CheckFindings, type CleanupOptions, type CleanupReport, type CleanupItem, type CleanupAction } from './sync/cleanup.js';
 export { DEFAULT_SETTINGS, type SyncSettings, type SyncMode } from './sync/context.js';
 export { openLedger, defaultStateDir } from './ledger/open.js';
 export type { Ledger, OpenLedgerOptions, Outcome, PlannedUpload } from './ledger/ledger.js';
 export { openBackend, supportedSchemes } from './backends/registry.js';
 export type { Backend, BackendOptions, Capabilities, ObjectInfo, BodySource, PutOptions, MultipartApi } from './backends/backend.js';
-export { SHA256_METADATA_KEY } from './backends/backend.js';
+export { MTIME_METADATA_KEY, SHA256_METADATA_KEY } from './backends/backend.js';
 export { RunEvents, type RunEventMap, type RunEventName } from './engine/events.js';
-export { Pipeline, type Step, type StepAction, type PipelineContext, type PipelineOutcome, type PipelineState } from './engine/pipeline.js';
+export { Pipeline, type Step, type StepAction, type StepError, type PipelineContext, type PipelineOutcome, type PipelineState } from './engine/pipeline.js';
 export { Cancellation } from './engine/cancellation.js';
 export { withRetry, DEFAULT_RETRY, type RetryPolicy } from './engine/retry.js';
 export { HoldfastError, ERROR_CODES, EXIT, classifyError, type ErrorCode } from './core/errors.js';
 export { OBJECT_STATUSES, TRANSITIONS, canTransition, type ObjectStatus } from './core/status.js';
-export type { RunReport, FileResult, FileOutcome, UploadCounts, ReportError } from './core/report.js';
+export { deriveRunStatus, emptyCounts, type RunReport, type FileResult, type FileOutcome, type UploadCounts, type ReportError } from './core/report.js';
 export type { ObjectRow, DestinationRow, RunRow, HistoryRow, SourceFile, RunStatus } from './core/types.js';

@@ -41,6 +41,13 @@ export function textReport(report: RunReport, extra: { destination: string; dryR
     for (const e of shown) lines.push(`  ${e.key ? `${displayKey(e.key)}: ` : ''}${e.code}: ${e.message}`);
     if (report.errors.length > shown.length) lines.push(`  ... and ${report.errors.length - shown.length} more (use --json for all)`);
   }
+  const notes = report.notes ?? [];
+  if (notes.length > 0) {
+    lines.push(`${notes.length} note(s):`);
+    const shown = notes.slice(0, 20);
+    for (const n of shown) lines.push(`  ${displayKey(n.key)}: ${n.note}`);
+    if (notes.length > shown.length) lines.push(`  ... and ${notes.length - shown.length} more (use --json for all)`);
+  }
   if (u.partial > 0) {
     lines.push('');
     lines.push(`NOTE: ${u.partial} file(s) reached the destination but the ledger could not record it (listed above with HOLDFAST_E_LEDGER_OUTCOME).`);

@@ -3,6 +3,8 @@
 // `stopping` is checked before starting work; `signal` is passed to every
 // async call that moves bytes.
 
+import { setMaxListeners } from 'node:events';
+
 export class Cancellation {
   readonly #stop = new AbortController();
   readonly #abort = new AbortController();
@@ -10,6 +12,8 @@ export class Cancellation {
 
   constructor(links: { signal?: AbortSignal; stopSignal?: AbortSignal; drainMs?: number } = {}) {
     const { signal, stopSignal, drainMs } = links;
+    // Every in-flight operation listens to these signals (hundreds at once is normal), so the default warning at 10 is noise.
+    setMaxListeners(0, this.#stop.signal, this.#abort.signal);
     if (signal) {
       if (signal.aborted) this.abort(signal.reason);
       else signal.addEventListener('abort', () => this.abort(signal.reason), { once: true, signal: this.#abort.signal });

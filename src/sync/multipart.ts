@@ -29,7 +29,13 @@ function isUploadGone(e: unknown): boolean {
   return name === 'NoSuchUpload' || (e instanceof HoldfastError && e.cause !== undefined && isUploadGone(e.cause));
 }
 
-export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: ObjectRow, onProgress: (sentBytes: number) => void): Promise<PutResult> {
+/** The completed upload, and the bytes this run actually sent (a resumed upload sends only the missing parts). */
+export interface MultipartResult {
+  readonly result: PutResult;
+  readonly sentBytes: number;
+}
+
+export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: ObjectRow, onProgress: (sentBytes: number) => void): Promise<MultipartResult> {
   const mp = ctx.backend.multipart as MultipartApi;
   const key = row.key;
   const size = row.size ?? 0;
@@ -70,7 +76,7 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
     }
   }
   if (uploadId === undefined) {
-    const created = await withRetry(() => mp.create(key, { sha256, size, signal }), retry);
+    const created = await withRetry(() => mp.create(key, { sha256, size, signal, ...(row.mtimeMs !== null ? { mtimeMs: row.mtimeMs } : {}) }), retry);
     const recorded = await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, created), ledgerRetry).catch((e: unknown) => {
       void mp.abort(key, created).catch(() => undefined);
       throw e;
@@ -87,7 +93,8 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
   const onAbort = (): void => sibling.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
   let failure: unknown;
-  let sent = [...confirmed.values()].reduce((n, p) => n + p.size, 0);
+  const resumedBytes = [...confirmed.values()].reduce((n, p) => n + p.size, 0);
+  let sent = resumedBytes;
   onProgress(sent);
   const hash = createHash('sha256');
   const sends: Promise<UploadedPart>[] = [];
@@ -149,7 +156,8 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
     for (const s of settled) if (s.status === 'fulfilled') parts.push(s.value);
     parts.sort((a, b) => a.partNumber - b.partNumber);
     try {
-      return await withRetry(() => mp.complete(key, id, parts, { signal }), retry);
+      const result = await withRetry(() => mp.complete(key, id, parts, { signal }), retry);
+      return { result, sentBytes: sent - resumedBytes };
     } catch (e) {
       if (isUploadGone(e)) await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, null), ledgerRetry).catch(() => undefined);
       throw e;

@@ -36,6 +36,14 @@ export function isProcessAlive(pid: number): boolean {
   }
 }
 
+/** True when the owner is known to be gone: a process of this host that no longer runs (or a finished run of this process). */
+export function isOwnerGone(owner: string): boolean {
+  const who = parseOwner(owner);
+  if (!who || who.host !== hostname()) return false;
+  if (who.pid === process.pid) return !activeOwners.has(owner);
+  return !isProcessAlive(who.pid);
+}
+
 /** True when recovery may resolve this in-progress row now. */
 export function isLeaseStale(row: Pick<ObjectRow, 'leaseOwner' | 'leaseUntil'>, now: number, self: string): boolean {
   if (row.leaseOwner === self) return false;

@@ -50,7 +50,7 @@ export const planStep: Step<SyncContext> = {
       },
     });
     const hasher = new FileHasher(ctx.ledger, { useCache: settings.mode !== 'all' && !settings.force, store: !settings.dryRun });
-    const forget: number[] = [];
+    const forget: ObjectRow[] = [];
     const deletions: PlannedDelete[] = [];
     let sourceFiles = 0;
     let batch: Candidate[] = [];
@@ -68,8 +68,9 @@ export const planStep: Step<SyncContext> = {
           break;
         case 'gone':
           if (!row) break;
-          // Work that never reached the destination is forgotten, by push and sync alike.
-          if ((row.status === 'upload_pending' || row.status === 'upload_failed') && row.etag === null) forget.push(row.id);
+          // Work that never reached the destination is forgotten, by push and sync alike
+          // (decided below, from the row's history, when its etag does not already tell).
+          if ((row.status === 'upload_pending' || row.status === 'upload_failed') && row.etag === null) forget.push(row);
           // sync mirrors: the destination's copy of a file gone from the source is a delete candidate.
           else if (ctx.deletion && row.status !== 'delete_completed') {
             deletions.push({ objectId: row.id, key, seen: { status: row.status, sha256: row.sha256 } });
@@ -84,11 +85,23 @@ export const planStep: Step<SyncContext> = {
       }
     }
     if (batch.length > 0 && !ctx.cancellation.stopping.aborted) await planBatch(ctx, hasher, batch);
-    if (forget.length > 0 && !settings.dryRun && !ctx.cancellation.stopping.aborted) {
-      await withRetry(() => ctx.ledger.forgetObjects(forget, 'source file gone before it was ever uploaded', ctx.runId), {
-        policy: settings.retry,
-        fallback: 'HOLDFAST_E_LEDGER_WRITE',
-      });
+    if (forget.length > 0 && !ctx.cancellation.stopping.aborted) {
+      const never: number[] = [];
+      for (const row of forget) {
+        // A backend that reports no etag leaves only history to tell whether an older version reached the destination.
+        const history = await ctx.ledger.history(row.destinationId, row.key);
+        if (history.some((h) => h.toStatus === 'upload_completed')) {
+          if (ctx.deletion) deletions.push({ objectId: row.id, key: row.key, seen: { status: row.status, sha256: row.sha256 } });
+        } else {
+          never.push(row.id);
+        }
+      }
+      if (!settings.dryRun) {
+        await withRetry(() => ctx.ledger.forgetObjects(never, 'source file gone before it was ever uploaded', ctx.runId), {
+          policy: settings.retry,
+          fallback: 'HOLDFAST_E_LEDGER_WRITE',
+        });
+      }
     }
     if (ctx.deletion && !ctx.cancellation.stopping.aborted) await planDeletions(ctx, deletions, sourceFiles);
     events.emit('plan:ready', { files: ctx.plan.files, bytes: ctx.plan.bytes, skipped: tally.counts.skipped });

@@ -12,12 +12,13 @@ import type { Outcome } from '../ledger/ledger.js';
 import type { ObjectRow } from '../core/types.js';
 import type { SyncContext } from './context.js';
 import { OutcomeWriter } from './outcome-writer.js';
-import { isLeaseStale } from './owner.js';
+import { isLeaseStale, isOwnerGone } from './owner.js';
 
 export const recoverStep: Step<SyncContext> = {
   name: 'recover',
   async run(ctx): Promise<StepAction> {
     if (!ctx.destination) return 'continue';
+    if (!ctx.settings.dryRun) await closeDeadRuns(ctx, ctx.destination.id);
     const rows = await ctx.ledger.listInProgress(ctx.destination.id);
     const now = Date.now();
     const stale = rows.filter((r) => isLeaseStale(r, now, ctx.owner));
@@ -46,6 +47,15 @@ export const recoverStep: Step<SyncContext> = {
     return 'continue';
   },
 };
+
+/** Runs still marked running whose process is gone (killed, crashed) are closed as failed, saying so. */
+async function closeDeadRuns(ctx: SyncContext, destinationId: number): Promise<void> {
+  const runs = await ctx.ledger.listRuns({ limit: 50, destinationId });
+  for (const run of runs) {
+    if (run.status !== 'running' || run.id === ctx.runId || !isOwnerGone(run.owner)) continue;
+    await ctx.ledger.finishRun(run.id, 'failed', { interrupted: true, note: `the process running it ended without finishing (noticed by run ${ctx.runId ?? '?'})` });
+  }
+}
 
 async function resolveRow(ctx: SyncContext, writer: OutcomeWriter, row: ObjectRow): Promise<void> {
   const attemptId = row.attemptId ?? '';

@@ -101,6 +101,7 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
   const attemptId = row.attemptId ?? '';
   events.emit('file:start', { key, size });
   let result: PutResult;
+  let sentBytes = size;
   try {
     if (row.sha256 === null || row.sourcePath === null || row.size === null) {
       throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: `planned row for "${key}" lacks its hash, path or size` });
@@ -111,7 +112,7 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
     }
     const onProgress = (sentBytes: number): void => events.emit('file:progress', { key, sentBytes, size });
     if (backend.multipart && size >= settings.multipartThreshold) {
-      result = await uploadMultipart(ctx, requests, row, onProgress);
+      ({ result, sentBytes } = await uploadMultipart(ctx, requests, row, onProgress));
     } else {
       result = await requests.run(() => putWhole(ctx, backend, row, onProgress));
     }
@@ -134,16 +135,16 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
   const outcome: Outcome = { objectId: row.id, attemptId, status: 'upload_completed', etag: result.etag ?? null, versionId: result.versionId ?? null };
   const w = await writer.add(outcome);
   if (w.state === 'recorded') {
-    ctx.tally.record(key, 'completed', size);
-    events.emit('file:done', { key, outcome: 'completed', bytes: size });
+    ctx.tally.record(key, 'completed', sentBytes);
+    events.emit('file:done', { key, outcome: 'completed', bytes: sentBytes });
     return;
   }
   const err =
     w.state === 'failed'
       ? new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: w.error.message }, { cause: w.error })
       : new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: 'a newer attempt took this item over' });
-  ctx.tally.record(key, 'partial', size, err);
-  events.emit('file:done', { key, outcome: 'partial', bytes: size, message: err.message });
+  ctx.tally.record(key, 'partial', sentBytes, err);
+  events.emit('file:done', { key, outcome: 'partial', bytes: sentBytes, message: err.message });
 }
 
 /** One request for the whole body, retried on transient errors. */
