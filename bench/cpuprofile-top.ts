@@ -1,4 +1,5 @@
-// Summarises a V8 .cpuprofile (from `node --cpu-prof`): the top functions by self
+// Summarises a V8 .cpuprofile (from `node --cpu-prof`): self time by origin
+// (package, project directory, node internals), the top functions by self
 // time, and by "inclusive" time for frames in a chosen file pattern.
 //
 //   node dist/bench/cpuprofile-top.js <file.cpuprofile> [--top 25] [--match src/]
@@ -32,6 +33,16 @@ function label(f: CallFrame): string {
   return `${f.functionName || '(anonymous)'} ${file ? `${file}:${f.lineNumber + 1}` : ''}`.trim();
 }
 
+/** Where a frame's code comes from: a package, the project, node's own JS, or a native/VM pseudo-frame. */
+function group(f: CallFrame): string {
+  if (f.url === '') return f.functionName.startsWith('(') ? f.functionName : 'native (fs/crypto/… bindings)';
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(f.url);
+  if (pkg) return pkg[1]!;
+  if (f.url.startsWith('node:')) return 'node internals';
+  const own = /\/dist\/(src\/[^/]+)\//.exec(f.url);
+  return own ? own[1]! : f.url;
+}
+
 function main(): void {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
@@ -51,6 +62,7 @@ function main(): void {
     for (const c of n.children ?? []) parent.set(c, n.id);
   }
   const selfUs = new Map<string, number>();
+  const groupUs = new Map<string, number>();
   const inclUs = new Map<string, number>();
   let total = 0;
   for (let i = 0; i < prof.samples.length; i++) {
@@ -59,6 +71,8 @@ function main(): void {
     const leaf = byId.get(prof.samples[i]!)!;
     const l = label(leaf.callFrame);
     selfUs.set(l, (selfUs.get(l) ?? 0) + dt);
+    const g = group(leaf.callFrame);
+    groupUs.set(g, (groupUs.get(g) ?? 0) + dt);
     if (values.match) {
       const seen = new Set<string>();
       for (let id: number | undefined = leaf.id; id !== undefined; id = parent.get(id)) {
@@ -74,6 +88,8 @@ function main(): void {
   const ms = (us: number): string => (us / 1000).toFixed(0).padStart(7);
   const pct = (us: number): string => `${((100 * us) / total).toFixed(1).padStart(5)}%`;
   console.log(`profile: ${file}\nsampled: ${(total / 1000).toFixed(0)} ms (wall ${((prof.endTime - prof.startTime) / 1000).toFixed(0)} ms)`);
+  console.log('\n-- self time by origin --');
+  for (const [g, us] of [...groupUs].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`${ms(us)} ms ${pct(us)}  ${g}`);
   console.log('\n-- top self time --');
   for (const [l, us] of [...selfUs].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${ms(us)} ms ${pct(us)}  ${l}`);
   if (values.match) {

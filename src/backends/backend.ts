@@ -7,6 +7,8 @@ import type { Readable } from 'node:stream';
 
 /** Metadata key carrying the full-content SHA-256 (lowercase hex) on every object. */
 export const SHA256_METADATA_KEY = 'holdfast-sha256';
+/** Metadata key carrying the source file's modification time (epoch ms, an integer) where the backend has no file times of its own. */
+export const MTIME_METADATA_KEY = 'holdfast-mtime';
 
 export interface Capabilities {
   /** Large objects can be sent in parts and resumed (`multipart` is present). */
@@ -55,7 +57,14 @@ export interface ObjectInfo {
   readonly etag?: string;
   /** From `holdfast-sha256` metadata (or computed, where `capabilities.metadata` is false); absent on foreign objects. */
   readonly sha256?: string;
+  /** When the object was last written on the destination (S3 LastModified, the file's mtime on file://). */
   readonly modifiedMs?: number;
+  /**
+   * The source file's modification time recorded at upload (S3 `holdfast-mtime`
+   * metadata; on file:// the file's own mtime, which put sets). Absent when
+   * unknown: foreign objects, and `list()` on backends that keep it as metadata.
+   */
+  readonly mtimeMs?: number;
   readonly versionId?: string;
 }
 
@@ -93,7 +102,7 @@ export interface MultipartUploadInfo {
  * to the ledger's own record of confirmed parts.
  */
 export interface MultipartApi {
-  create(key: string, opts: { sha256: string; size: number; metadata?: Readonly<Record<string, string>>; signal?: AbortSignal }): Promise<string>;
+  create(key: string, opts: { sha256: string; size: number; mtimeMs?: number; metadata?: Readonly<Record<string, string>>; signal?: AbortSignal }): Promise<string>;
   uploadPart(
     key: string,
     uploadId: string,
@@ -120,8 +129,11 @@ export interface Backend {
    * (saying what is missing and how to create it), HOLDFAST_E_AUTH or
    * HOLDFAST_E_DEST_UNREACHABLE. With `readOnly` (a dry run) it creates
    * nothing: a destination that would be created on first write is fine.
+   * With `forReading` (pull) only reads follow: the destination must already
+   * exist (HOLDFAST_E_DEST_NOT_FOUND otherwise) and be readable; write
+   * permission is not needed, and nothing is created.
    */
-  ensureReady(opts?: OpOptions & { readonly readOnly?: boolean }): Promise<void>;
+  ensureReady(opts?: OpOptions & { readonly readOnly?: boolean; readonly forReading?: boolean }): Promise<void>;
   put(key: string, body: BodySource, opts: PutOptions): Promise<PutResult>;
   head(key: string, opts?: OpOptions): Promise<ObjectInfo | undefined>;
   get(key: string, opts?: GetOptions): Promise<Readable>;

@@ -189,13 +189,16 @@ export class LocalBackend implements Backend {
     return path;
   }
 
-  async ensureReady(opts: OpOptions & { readonly readOnly?: boolean } = {}): Promise<void> {
+  async ensureReady(opts: OpOptions & { readonly readOnly?: boolean; readonly forReading?: boolean } = {}): Promise<void> {
     throwIfAborted(opts.signal);
     let st: Stats;
     try {
       st = await stat(this.root);
     } catch (e) {
       const code = errCode(e);
+      if (code === 'ENOENT' && opts.forReading === true) {
+        throw new HoldfastError('HOLDFAST_E_DEST_NOT_FOUND', { detail: `destination directory "${this.root}" does not exist: there is nothing to read` }, { cause: e });
+      }
       if (code === 'ENOENT') return opts.readOnly === true ? undefined : this.createRoot();
       if (code === 'ENOTDIR') throw await this.cannotCreate(e);
       if (code === 'EACCES' || code === 'EPERM') {
@@ -206,10 +209,12 @@ export class LocalBackend implements Backend {
     if (!st.isDirectory()) {
       throw new HoldfastError('HOLDFAST_E_DEST_NOT_FOUND', { detail: `destination "${this.root}" exists but is not a directory` });
     }
+    // A restore reads only: a read-only backup (snapshot, mounted medium) is fine for it.
+    const [mode, verb] = opts.forReading === true ? [fsConstants.R_OK | fsConstants.X_OK, 'read'] : [fsConstants.W_OK | fsConstants.X_OK, 'write to'];
     try {
-      await access(this.root, fsConstants.W_OK | fsConstants.X_OK);
+      await access(this.root, mode);
     } catch (e) {
-      throw new HoldfastError('HOLDFAST_E_AUTH', { detail: `no permission to write to "${this.root}" (${errCode(e)})` }, { cause: e });
+      throw new HoldfastError('HOLDFAST_E_AUTH', { detail: `no permission to ${verb} "${this.root}" (${errCode(e)})` }, { cause: e });
     }
   }
 
@@ -315,7 +320,8 @@ export class LocalBackend implements Backend {
       }
       renamed = true;
       if (this.fsync) await this.dirSync.sync(dir);
-      return {};
+      // The content hash is this object's entity tag: what it is, not where it came from.
+      return { etag: opts.sha256 };
     } catch (e) {
       stream?.destroy();
       if (fh !== undefined) await fh.close().catch(() => undefined);
@@ -391,7 +397,8 @@ export class LocalBackend implements Backend {
       // A directory is the parent of other keys, not an object.
       if (!st.isFile()) return undefined;
       const sha256 = await hashHandle(fh, st.size, opts.signal);
-      return { key, size: st.size, modifiedMs: st.mtimeMs, sha256 };
+      // put sets the file's mtime to the source's: the file time is the source mtime.
+      return { key, size: st.size, modifiedMs: st.mtimeMs, mtimeMs: st.mtimeMs, sha256 };
     } catch (e) {
       throw this.classify(e, key, opts.signal);
     } finally {
@@ -546,7 +553,7 @@ export class LocalBackend implements Backend {
         const st = stats[k];
         // Gone since readdir (deleted concurrently), or replaced by a folder: skip.
         if (st === undefined || !st.isFile()) continue;
-        yield { key: run[k]!.key.toString('utf8'), size: st.size, modifiedMs: st.mtimeMs };
+        yield { key: run[k]!.key.toString('utf8'), size: st.size, modifiedMs: st.mtimeMs, mtimeMs: st.mtimeMs };
       }
       i = j;
     }

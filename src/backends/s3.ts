@@ -28,7 +28,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { cancelledError, classifyError, HoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
-import { SHA256_METADATA_KEY } from './backend.js';
+import { MTIME_METADATA_KEY, SHA256_METADATA_KEY } from './backend.js';
 import type {
   Backend,
   BackendFactory,
@@ -358,7 +358,7 @@ export class S3Backend implements Backend {
           Key,
           Body: counter,
           ContentLength: opts.size,
-          Metadata: { ...opts.metadata, [SHA256_METADATA_KEY]: opts.sha256 },
+          Metadata: objectMetadata(opts),
         }),
         { abortSignal: controller.signal },
       );
@@ -391,6 +391,7 @@ export class S3Backend implements Backend {
         etag: out.ETag,
         sha256: out.Metadata?.[SHA256_METADATA_KEY],
         modifiedMs: out.LastModified?.getTime(),
+        mtimeMs: parseMtime(out.Metadata?.[MTIME_METADATA_KEY]),
         versionId: out.VersionId,
       };
     } catch (e) {
@@ -532,7 +533,10 @@ export class S3Backend implements Backend {
     );
   }
 
-  private async mpCreate(key: string, opts: { sha256: string; size: number; metadata?: Readonly<Record<string, string>>; signal?: AbortSignal }): Promise<string> {
+  private async mpCreate(
+    key: string,
+    opts: { sha256: string; size: number; mtimeMs?: number; metadata?: Readonly<Record<string, string>>; signal?: AbortSignal },
+  ): Promise<string> {
     throwIfAborted(opts.signal);
     const Key = this.fullKey(key);
     if (opts.size > CAPABILITIES.maxObjectSize) {
@@ -540,7 +544,7 @@ export class S3Backend implements Backend {
     }
     try {
       const out = await this.client.send(
-        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, Metadata: { ...opts.metadata, [SHA256_METADATA_KEY]: opts.sha256 } }),
+        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, Metadata: objectMetadata(opts) }),
         { abortSignal: opts.signal },
       );
       if (out.UploadId === undefined || out.UploadId === '') {
@@ -684,6 +688,23 @@ export class S3Backend implements Backend {
       if (keyMarker === undefined && uploadIdMarker === undefined) break;
     }
   }
+}
+
+/**
+ * User metadata of a new object: the caller's, then `holdfast-sha256` and, when
+ * known, `holdfast-mtime` (S3 keeps no file times of its own; pull restores them).
+ */
+function objectMetadata(opts: { sha256: string; mtimeMs?: number; metadata?: Readonly<Record<string, string>> }): Record<string, string> {
+  const out: Record<string, string> = { ...opts.metadata, [SHA256_METADATA_KEY]: opts.sha256 };
+  if (opts.mtimeMs !== undefined && Number.isFinite(opts.mtimeMs)) out[MTIME_METADATA_KEY] = String(Math.floor(opts.mtimeMs));
+  return out;
+}
+
+/** `holdfast-mtime` back to epoch ms; anything that is not an integer (a foreign tool's value) is ignored. */
+function parseMtime(value: string | undefined): number | undefined {
+  if (value === undefined || !/^-?\d{1,16}$/.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 /**

@@ -15,6 +15,11 @@ import { EXIT, HoldfastError, classifyError } from '../core/errors.js';
 import { err } from './common.js';
 import { registerPush } from './commands/push.js';
 import { registerSync } from './commands/sync.js';
+import { registerPull } from './commands/pull.js';
+import { registerStatus } from './commands/status.js';
+import { registerHistory } from './commands/history.js';
+import { registerRuns } from './commands/runs.js';
+import { registerCheckAndCleanup } from './commands/cleanup.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -28,6 +33,11 @@ export function buildProgram(): Command {
     .exitOverride();
   registerPush(program);
   registerSync(program);
+  registerPull(program);
+  registerStatus(program);
+  registerHistory(program);
+  registerRuns(program);
+  registerCheckAndCleanup(program);
   return program;
 }
 

@@ -89,7 +89,7 @@ export function attachProgress(events: RunEvents, opts: ProgressOptions): () => 
       state.totalFiles = e.files;
       state.totalBytes = e.bytes;
       state.uploadStarted = Date.now();
-      if (!opts.quiet) say(`plan: ${e.files} file(s) to upload (${formatBytes(e.bytes)}), ${e.skipped} unchanged`);
+      if (!opts.quiet) say(`plan: ${e.files} file(s) to ${e.action ?? 'upload'} (${formatBytes(e.bytes)}), ${e.skipped} unchanged`);
       if (opts.tty && !opts.quiet && e.files > 0) {
         timer = setInterval(drawLive, 100);
         timer.unref();

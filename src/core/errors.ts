@@ -36,6 +36,7 @@ export const ERROR_CODES = {
     transient: false,
   },
   HOLDFAST_E_CONFIG: { message: 'configuration error: {detail}', exit: EXIT.usage, http: 400, transient: false },
+  HOLDFAST_E_UNKNOWN_DESTINATION: { message: 'the ledger knows no destination "{url}"; known destinations: {known}', exit: EXIT.usage, http: 404, transient: false },
 
   // The run could not start.
   HOLDFAST_E_SOURCE_MISSING: { message: 'source directory "{path}" does not exist or is not a directory', exit: EXIT.cannotRun, http: 404, transient: false },
@@ -46,6 +47,7 @@ export const ERROR_CODES = {
   HOLDFAST_E_LEDGER_BUSY: { message: 'the ledger is locked by another process: {detail}', exit: EXIT.cannotRun, http: 503, transient: true },
   HOLDFAST_E_LEDGER_WRITE: { message: 'ledger write failed: {detail}', exit: EXIT.cannotRun, http: 500, transient: true },
   HOLDFAST_E_DEST_LOCKED: { message: 'another run holds this destination: {detail}', exit: EXIT.cannotRun, http: 409, transient: true },
+  HOLDFAST_E_TARGET_UNUSABLE: { message: 'cannot restore into "{path}": {detail}', exit: EXIT.cannotRun, http: 422, transient: false },
 
   // Per-file failures: the run goes on, the file is reported.
   HOLDFAST_E_SOURCE_UNREADABLE: { message: 'cannot read "{path}": {detail}', exit: EXIT.partial, http: 422, transient: false },
@@ -66,6 +68,7 @@ export const ERROR_CODES = {
     http: 500,
     transient: true,
   },
+  HOLDFAST_E_TARGET_WRITE: { message: 'cannot write "{path}": {detail}', exit: EXIT.partial, http: 500, transient: false },
   HOLDFAST_E_DELETE_REFUSED: { message: '{detail}', exit: EXIT.partial, http: 409, transient: false },
   HOLDFAST_E_NOT_SUPPORTED: { message: '{detail}', exit: EXIT.usage, http: 501, transient: false },
 

@@ -9,7 +9,7 @@ export interface RunEventMap {
   'step:start': { readonly step: string };
   'step:done': { readonly step: string; readonly action: 'continue' | 'abort'; readonly durationMs: number };
   /** Totals to expect, known once the plan is made: progress is files and bytes, not steps. */
-  'plan:ready': { readonly files: number; readonly bytes: number; readonly skipped: number };
+  'plan:ready': { readonly files: number; readonly bytes: number; readonly skipped: number; readonly action?: 'upload' | 'download' };
   /** One planned action, emitted by the plan step (what --dry-run prints). */
   'plan:item': { readonly key: string; readonly action: 'upload' | 'delete' | 'forget'; readonly reason: string; readonly size: number };
   'file:start': { readonly key: string; readonly size: number };

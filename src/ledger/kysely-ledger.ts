@@ -1176,6 +1176,33 @@ export class KyselyLedger implements Ledger {
     this.#closed = true;
     await this.#guard(() => this.#db.destroy());
   }
+
+  // ----- objects: status pages (status, the dashboard)
+
+  async listByStatus(destinationId: number, statuses: readonly ObjectStatus[], limit: number): Promise<ObjectRow[]> {
+    const wanted = [...new Set(statuses)];
+    if (limit <= 0 || wanted.length === 0) return [];
+    return this.#guard(async () => {
+      // One query per status, each a range of the (destination_id, status, key)
+      // index read in order: O(limit) whatever the table size. A single
+      // `status IN (...) ORDER BY key` would sort every matching row first.
+      const pages = await Promise.all(
+        wanted.map((status) =>
+          this.#db
+            .selectFrom('objects')
+            .selectAll()
+            .where('destination_id', '=', destinationId)
+            .where('status', '=', status)
+            .orderBy('key')
+            .limit(limit)
+            .execute(),
+        ),
+      );
+      const rows = pages.flat().map(toObjectRow);
+      rows.sort((a, b) => Buffer.compare(Buffer.from(a.key, 'utf8'), Buffer.from(b.key, 'utf8')));
+      return rows.slice(0, limit);
+    });
+  }
 }
 
 /** The columns an outcome writes, besides status-independent ones (verified_at, updated_at). */

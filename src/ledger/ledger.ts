@@ -144,6 +144,12 @@ export interface Ledger {
   /** Rows in upload_in_progress / delete_in_progress (for recovery to judge their leases). */
   listInProgress(destinationId: number): Promise<ObjectRow[]>;
   countByStatus(destinationId?: number): Promise<StatusCount[]>;
+  /**
+   * At most `limit` rows of a destination in the given statuses, in key byte
+   * order (status pages: failing items, stale work, pending deletes). Costs
+   * O(limit) per status on any ledger size.
+   */
+  listByStatus(destinationId: number, statuses: readonly ObjectStatus[], limit: number): Promise<ObjectRow[]>;
 
   // objects: planning (one transaction per call)
   /**

@@ -159,6 +159,15 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
       const result = await withRetry(() => mp.complete(key, id, parts, { signal }), retry);
       return { result, sentBytes: sent - resumedBytes };
     } catch (e) {
+      // The server may have completed the upload and only its answer was lost (a
+      // reset after the request): retries then fail (NoSuchUpload, or s3rver's 500)
+      // although the object is there. Ask the destination, as recovery would.
+      if (!signal.aborted) {
+        const info = await ctx.backend.head(key, { signal }).catch(() => undefined);
+        if (info !== undefined && info.sha256 === sha256 && info.size === size) {
+          return { result: { etag: info.etag, versionId: info.versionId }, sentBytes: sent - resumedBytes };
+        }
+      }
       if (isUploadGone(e)) await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, null), ledgerRetry).catch(() => undefined);
       throw e;
     }

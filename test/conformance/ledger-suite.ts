@@ -685,6 +685,38 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
           { destinationId: other.id, status: 'upload_pending', count: 1, bytes: 100 },
         );
       });
+
+      void it('listByStatus returns rows of the given statuses in key byte order, at most limit', async () => {
+        const other = await ledger.ensureDestination('s3://b/q', 's3');
+        const keys = ['f3', 'f1', '\u00e9', 'e\u0301', 'f2', 'p1', 'p2'];
+        await ledger.planUploads(dest.id, keys.map((k) => planned(k)), null);
+        await ledger.planUploads(other.id, [planned('f0')], null);
+        const rows = await claimAll();
+        const failed = rows.filter((r) => r.key !== 'p1' && r.key !== 'p2');
+        await ledger.recordOutcomes(
+          failed.map((r) => ({ objectId: r.id, attemptId: r.attemptId!, status: 'upload_failed' as const, errorCode: 'HOLDFAST_E_NETWORK', nextAttemptAt: 9000 })),
+          null,
+        );
+        const p1 = rows.find((r) => r.key === 'p1')!;
+        await ledger.recordOutcomes([{ objectId: p1.id, attemptId: p1.attemptId!, status: 'upload_completed' }], null);
+
+        const all = await ledger.listByStatus(dest.id, ['upload_failed', 'upload_in_progress'], 100);
+        assert.deepEqual(
+          all.map((r) => r.key),
+          ['e\u0301', 'f1', 'f2', 'f3', 'p2', '\u00e9'],
+          'merged across statuses in UTF-8 byte order, other destinations and statuses left out',
+        );
+        assert.equal(all.find((r) => r.key === 'f1')?.errorCode, 'HOLDFAST_E_NETWORK');
+        assert.equal(all.find((r) => r.key === 'f1')?.nextAttemptAt, 9000);
+        assert.deepEqual(
+          (await ledger.listByStatus(dest.id, ['upload_failed', 'upload_in_progress'], 3)).map((r) => r.key),
+          ['e\u0301', 'f1', 'f2'],
+        );
+        assert.deepEqual((await ledger.listByStatus(dest.id, ['upload_completed'], 10)).map((r) => r.key), ['p1']);
+        assert.deepEqual(await ledger.listByStatus(dest.id, ['delete_pending'], 10), []);
+        assert.deepEqual(await ledger.listByStatus(dest.id, ['upload_failed'], 0), []);
+        assert.deepEqual(await ledger.listByStatus(dest.id, [], 10), []);
+      });
     });
 
     void describe('file cache', () => {

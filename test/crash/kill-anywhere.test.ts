@@ -32,7 +32,7 @@ const baseSeed = Number(process.env.HOLDFAST_CRASH_BASE_SEED ?? Math.floor(Math.
 const seeds = singleSeed !== undefined ? [singleSeed] : Array.from({ length: iterations }, (_, i) => (baseSeed + i) >>> 0);
 
 /** Where in a run a kill landed, judged from what the proxy had seen at that instant. */
-type Phase = 'startup' | 'plan' | 'recovery' | 'small files' | 'multipart' | 'complete' | 'outcome writes';
+type Phase = 'startup' | 'plan' | 'recovery' | 'small files' | 'multipart' | 'multipart create' | 'multipart complete' | 'outcome writes';
 
 /** What decides the instant of a kill. */
 type Trigger =
@@ -79,7 +79,8 @@ function phaseNow(proxy: S3Proxy): Phase {
   const flying = new Set(proxy.inFlight().map((r) => r.op));
   if (flying.has('UploadPart')) return 'multipart';
   if (flying.has('PutObject')) return 'small files';
-  if (flying.has('CompleteMultipartUpload') || flying.has('CreateMultipartUpload')) return 'complete';
+  if (flying.has('CompleteMultipartUpload')) return 'multipart complete';
+  if (flying.has('CreateMultipartUpload')) return 'multipart create';
   const seen = new Set(proxy.records.map((r) => r.op));
   if (seen.has('PutObject') || seen.has('UploadPart') || seen.has('CompleteMultipartUpload')) return 'outcome writes';
   if (seen.has('HeadObject')) return 'recovery';
@@ -303,8 +304,10 @@ function chooseTrigger(random: () => number, int: (lo: number, hi: number) => nu
   const left = (total: number, op: S3Op): number => Math.max(1, total - done(op));
   const bytesLeft = Math.max(1, treeBytes(tree) - earlier.reduce((n, a) => n + a.contentBytes, 0));
   const x = random();
+  // Early instants (process start, recovery, scan, hashing, plan and intent commits) get their own share.
+  if (x < 0.1) return { kind: 'time', ms: int(0, 700) };
   if (x < 0.2) return { kind: 'time', ms: int(0, fullRunMs) };
-  if (x < 0.3) return { kind: 'after-ready', ms: int(0, 400) };
+  if (x < 0.3) return { kind: 'after-ready', ms: int(0, 150) };
   if (x < 0.45) return { kind: 'start', op: 'PutObject', n: int(1, left(small, 'PutObject')) };
   if (x < 0.55) return { kind: 'ok', op: 'PutObject', n: int(1, left(small, 'PutObject')) };
   if (x < 0.7) return { kind: 'start', op: 'UploadPart', n: int(1, left(parts, 'UploadPart')) };

@@ -283,11 +283,15 @@ export async function startProxy(options: { target: string; seed?: number; fault
       rec.fault = fault.kind;
       c.faults++;
     }
-    // Bytes are counted as they are read from the client, whatever happens next.
-    req.on('data', (chunk: Buffer) => {
-      rec.bodyBytes += chunk.length;
-      if (generation === records) c.bodyBytes += chunk.length;
-    });
+    // Bytes are counted as they are read from the client, whatever happens next. Only
+    // once the body is consumed: a 'data' listener sets the stream flowing, and bytes
+    // flowing during a stall, before the forwarding starts, would be lost.
+    const consume = (): void => {
+      req.on('data', (chunk: Buffer) => {
+        rec.bodyBytes += chunk.length;
+        if (generation === records) c.bodyBytes += chunk.length;
+      });
+    };
 
     let ended = false;
     const end = (result: RequestRecord['result'], status?: number): void => {
@@ -313,7 +317,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
 
     if (fault?.kind === 'status') {
       // A server that read the body and then failed: drain it, then answer.
-      req.resume();
+      consume();
       req.on('end', () => {
         const body = method === 'HEAD' ? '' : xmlError(fault.code, fault.message ?? fault.code, url);
         res.writeHead(fault.status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), 'x-amz-request-id': 'holdfast-proxy' });
@@ -321,7 +325,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
       });
       return;
     }
-    const go = (): void => forward(req, res, rec, fault, end);
+    const go = (): void => forward(req, res, rec, fault, consume, end);
     if (fault?.kind === 'stall') {
       const timer = setTimeout(go, fault.ms);
       res.on('close', () => clearTimeout(timer));
@@ -330,8 +334,16 @@ export async function startProxy(options: { target: string; seed?: number; fault
     }
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, rec: RequestRecord, fault: Fault | undefined, end: (r: RequestRecord['result'], status?: number) => void): void => {
+  const forward = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    rec: RequestRecord,
+    fault: Fault | undefined,
+    consume: () => void,
+    end: (r: RequestRecord['result'], status?: number) => void,
+  ): void => {
     if (res.destroyed) return;
+    consume();
     // setHost: false and the client's own Host header: the SigV4 signature covers it.
     const upstream = httpRequest({
       host: target.hostname,

@@ -1,0 +1,559 @@
+// `cleanup` (DESIGN §7): acts on what `check` finds. Dry-run by default; with
+// `apply` it repairs, and every action lands in the ledger's history.
+//
+// - Orphaned objects (on the destination, unknown to the ledger) are deleted
+//   through the two-phase protocol: rows are created in delete_pending
+//   (markOrphansForDeletion, which re-checks in its transaction that the key
+//   has no live row), then the ordinary delete step claims and deletes them
+//   (intent → effect → outcome). With `adopt`, an orphan whose holdfast-sha256
+//   equals the SHA-256 of the source file of the same key is recorded as
+//   uploaded instead; orphans that do not match are left alone unless
+//   `deleteOrphans` is given too.
+// - Orphaned records (completed rows whose object is gone, confirmed by a
+//   second look with `head`) go back to upload_pending: the next push
+//   uploads them again. Mismatches are requeued the same way only when asked.
+// - Stale multipart uploads (unknown to the ledger, older than the threshold)
+//   are aborted, and the abort is noted in history.
+//
+// Two passes over the three sides, both streaming (bounded memory): the first
+// counts (it is `check`), so the deletion cap is decided before anything is
+// marked; the second decides per key against the state at that moment and
+// acts in batches. Rows in progress are never touched; nothing is deleted
+// whose key has a live ledger row.
+
+import { setMaxListeners } from 'node:events';
+import type { AdoptedObject } from '../ledger/ledger.js';
+import { HoldfastError, classifyError } from '../core/errors.js';
+import type { ReportError } from '../core/report.js';
+import type { ObjectRow } from '../core/types.js';
+import { Cancellation } from '../engine/cancellation.js';
+import { RunEvents } from '../engine/events.js';
+import { Limiter } from '../engine/limiter.js';
+import { withRetry } from '../engine/retry.js';
+import { FileHasher } from '../scan/hasher.js';
+import { compareKeys } from '../scan/key-order.js';
+import {
+  DEFAULT_MAX_FINDINGS,
+  DEFAULT_OLDER_THAN_MS,
+  forEachUpload,
+  judgeKey,
+  openConsistencySession,
+  rereadObject,
+  runCheck,
+  streamKeys,
+  type CheckCategory,
+  type CheckCounts,
+  type ConsistencyOptions,
+  type ConsistencySession,
+  type KeyState,
+} from './check.js';
+import { DEFAULT_SETTINGS, type SyncContext } from './context.js';
+import { deleteStep } from './delete.js';
+import { makeOwner, registerOwner } from './owner.js';
+import { parseMaxDelete } from './sync.js';
+import { RunTally } from './tally.js';
+
+// check and cleanup are one public pair: the library exports both from here.
+export { check, CHECK_CATEGORIES, type CheckOptions, type CheckReport, type CheckCategory, type CheckFindings } from './check.js';
+
+export interface CleanupOptions extends ConsistencyOptions {
+  /** Act. Without it cleanup only says what it would do (and changes nothing, not even the ledger). */
+  readonly apply?: boolean;
+  /** Record orphaned objects whose content equals the source file of the same key (needs `source`). */
+  readonly adopt?: boolean;
+  /** With `adopt`: also delete orphans that could not be adopted (without `adopt`, orphans are always deletion candidates). */
+  readonly deleteOrphans?: boolean;
+  /** Requeue completed rows whose object differs (size, etag; with `download` also content), so the next push sends them again. */
+  readonly requeueMismatches?: boolean;
+  /** Re-read every completed object, as `check --download` does, so content mismatches are found too. */
+  readonly download?: boolean;
+  /** Most deletions per run: a count ("100"), a percentage of tracked objects ("10%"), or a number. Default "50%". */
+  readonly maxDelete?: string | number;
+  /** Actions kept in the report (counts are always exact); default 1000. */
+  readonly maxItems?: number;
+  /** Stops starting new work; in-flight deletes get `drainMs` to finish. */
+  readonly stopSignal?: AbortSignal;
+  readonly drainMs?: number;
+  /** Receives the delete step's events (file:deleted, file:failed, run:notice). */
+  readonly events?: RunEvents;
+}
+
+export type CleanupAction = 'delete' | 'adopt' | 'requeue' | 'abort' | 'leave';
+
+export interface CleanupItem {
+  readonly action: CleanupAction;
+  readonly key: string;
+  readonly reason: string;
+  /** For `abort`: the multipart upload. */
+  readonly uploadId?: string;
+}
+
+export interface CleanupReport {
+  /** completed: every decided action was done (or, dry run, could be); partial: something failed or was refused. */
+  readonly status: 'completed' | 'partial' | 'failed' | 'cancelled';
+  readonly dryRun: boolean;
+  readonly destination: string;
+  readonly source: string | null;
+  /** What the first pass (a check) found, per category. */
+  readonly found: CheckCounts;
+  readonly unchecked: Partial<Record<CheckCategory, string>>;
+  /** Decisions of this cleanup, per action (in a dry run: what it would do). `leave` counts keys deliberately left alone. */
+  readonly planned: Record<CleanupAction, number>;
+  /** Deletions refused by --max-delete. */
+  readonly refused: number;
+  /** Deletions already recorded as delete_pending before this cleanup (an interrupted sync or cleanup); carried out with the others. */
+  readonly pendingDeletes: number;
+  /** What was done and recorded (zero in a dry run). */
+  readonly done: { deleted: number; adopted: number; requeued: number; aborted: number };
+  /** The first `maxItems` decisions, sorted by key. */
+  readonly items: CleanupItem[];
+  readonly truncated: boolean;
+  readonly errors: ReportError[];
+  readonly notes: string[];
+  readonly runId: number | null;
+  readonly durationMs: number;
+}
+
+/** What adoption makes of one orphan. */
+type Adoption =
+  | { readonly kind: 'adopt'; readonly item: AdoptedObject }
+  /** Not adoptable; a deletion candidate only with --delete-orphans. */
+  | { readonly kind: 'no'; readonly why: string }
+  /** Not adoptable, and never deleted either. */
+  | { readonly kind: 'keep'; readonly why: string }
+  /** Gone since it was listed: nothing to do. */
+  | { readonly kind: 'gone' };
+
+/** Keys handled per ledger transaction and per round of heads. */
+const BATCH = 128;
+
+const NOTE = {
+  orphan: 'orphaned object: on the destination, unknown to the ledger (cleanup)',
+  adopt: 'adopted by cleanup: found on the destination with the SHA-256 of the source file',
+  record: 'orphaned record: the destination lacks the object (cleanup); the next push uploads it again',
+  mismatch: 'mismatch: the object differs from the ledger (cleanup --requeue-mismatches); the next push uploads it again',
+} as const;
+
+function validate(o: CleanupOptions): void {
+  if (o.adopt === true && o.source === undefined) {
+    throw new HoldfastError('HOLDFAST_E_USAGE', { detail: '--adopt needs --source <dir>: an object is adopted only when it equals the source file of the same key' });
+  }
+  if (o.maxItems !== undefined && !(Number.isInteger(o.maxItems) && o.maxItems >= 0)) {
+    throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `maxItems must be a whole number, got ${o.maxItems}` });
+  }
+  if (o.olderThanMs !== undefined && !(Number.isFinite(o.olderThanMs) && o.olderThanMs >= 0)) {
+    throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `olderThan must be a duration of 0 or more, got ${o.olderThanMs}` });
+  }
+}
+
+/** The running account of one cleanup. */
+class Account {
+  readonly planned: Record<CleanupAction, number> = { delete: 0, adopt: 0, requeue: 0, abort: 0, leave: 0 };
+  readonly done = { deleted: 0, adopted: 0, requeued: 0, aborted: 0 };
+  refused = 0;
+  readonly items: CleanupItem[] = [];
+  readonly errors: ReportError[] = [];
+  readonly notes: string[] = [];
+  constructor(private readonly maxItems: number) {}
+
+  decide(action: CleanupAction, key: string, reason: string, uploadId?: string): void {
+    this.planned[action]++;
+    if (this.items.length < this.maxItems) this.items.push({ action, key, reason, ...(uploadId !== undefined ? { uploadId } : {}) });
+  }
+
+  /** A decision undone at the last moment (the ledger's transaction found the key taken). */
+  undo(action: CleanupAction, key: string, reason: string): void {
+    this.planned[action]--;
+    this.decide('leave', key, reason);
+  }
+
+  error(key: string, code: string, message: string): void {
+    this.errors.push({ key, code, message });
+  }
+}
+
+export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
+  validate(options);
+  const started = Date.now();
+  const limits = parseMaxDelete(options.maxDelete);
+  const apply = options.apply === true;
+  const cancellation = new Cancellation({ signal: options.signal, stopSignal: options.stopSignal, drainMs: options.drainMs });
+  // Every parallel request (heads, re-reads, deletes) listens to this one signal.
+  setMaxListeners(16 + 4 * (options.transfers ?? DEFAULT_SETTINGS.transfers), cancellation.signal);
+  let unregister: (() => void) | undefined;
+  const session = await openConsistencySession({ ...options, signal: cancellation.signal }, { write: apply });
+  try {
+    const { ledger, destination } = session;
+    const olderThanMs = options.olderThanMs ?? DEFAULT_OLDER_THAN_MS;
+    const acc = new Account(options.maxItems ?? DEFAULT_MAX_FINDINGS);
+
+    // Pass 1: count, so the deletion cap is decided before anything is marked.
+    const first = await runCheck(session, { maxFindings: 0, olderThanMs });
+    const found = first.counts;
+    const unchecked = { ...first.unchecked };
+    if (unchecked.staleUploads !== undefined) acc.notes.push(`stale multipart uploads were not looked for: ${unchecked.staleUploads}`);
+
+    const statusCounts = destination === undefined ? [] : await ledger.countByStatus(destination.id);
+    const countOf = (s: string): number => statusCounts.find((c) => c.status === s)?.count ?? 0;
+    const pendingDeletes = countOf('delete_pending');
+    const tracked = countOf('upload_completed') + pendingDeletes;
+    const limit = limits.maxCount ?? Math.floor(((limits.maxPercent ?? 50) / 100) * tracked);
+    // Without adoption every orphan is a deletion candidate; with it, only when asked (an upper bound: some may be adopted).
+    const orphanDeletes = options.adopt === true ? (options.deleteOrphans === true ? found.orphanedObjects : 0) : found.orphanedObjects;
+    let refusal: string | undefined;
+    if (orphanDeletes + pendingDeletes > limit) {
+      const pending = pendingDeletes > 0 ? ` (with ${pendingDeletes} deletion(s) already pending)` : '';
+      refusal = `${orphanDeletes + pendingDeletes} deletions${pending} exceed the limit of ${limit}${limits.maxCount === undefined ? ` (${limits.maxPercent ?? 50}% of ${tracked} tracked objects)` : ''}; nothing was deleted (raise --max-delete if that is intended)`;
+      acc.error('', 'HOLDFAST_E_DELETE_REFUSED', refusal);
+    }
+    if (pendingDeletes > 0 && refusal === undefined) {
+      acc.notes.push(`${pendingDeletes} deletion(s) recorded by an earlier interrupted sync or cleanup are ${apply ? 'carried out' : 'would be carried out'} too`);
+    }
+
+    const owner = makeOwner();
+    unregister = registerOwner(owner);
+    const run = apply && destination !== undefined ? await ledger.startRun({ command: 'cleanup', destinationId: destination.id, source: session.sourceRoot ?? null, owner }) : undefined;
+    const runId = run?.id ?? null;
+    const events = options.events ?? new RunEvents();
+
+    const worker = new Pass2(session, options, acc, { apply, runId, refusal, budget: Math.max(0, limit - pendingDeletes) });
+    // Content mismatches are only found by re-reading, which the first pass does not do.
+    const anything = options.download === true || CHECK_ACTIONABLE.some((c) => found[c] > 0);
+    if (anything) await worker.run(cancellation);
+    await worker.staleUploads(olderThanMs, cancellation);
+
+    // The deletions themselves: the ordinary delete step, intent → effect → outcome per object.
+    const deletes = { completed: 0, failed: 0, partial: 0, refused: 0 };
+    const stepErrors: SyncContext['stepErrors'] = [];
+    const tally = new RunTally();
+    if (apply && destination !== undefined && refusal === undefined && (worker.marked > 0 || pendingDeletes > 0) && !cancellation.stopping.aborted) {
+      const ctx: SyncContext = {
+        command: 'cleanup',
+        sourceRoot: session.sourceRoot ?? '',
+        exclude: session.exclude,
+        backend: session.backend,
+        ledger,
+        destination,
+        runId,
+        owner,
+        settings: { ...DEFAULT_SETTINGS, transfers: session.transfers, retry: session.retry },
+        tally,
+        deletes,
+        deletion: { ...limits, allowEmptySource: false, deleteExcluded: false },
+        plan: { files: 0, bytes: 0, keys: new Set() },
+        startedAt: started,
+        cancellation,
+        events,
+        stepErrors,
+        scanErrorPrefixes: [],
+      };
+      await deleteStep().run(ctx, { abortedBy: undefined });
+      acc.done.deleted = deletes.completed;
+      for (const e of tally.errors) acc.error(e.key, e.code, e.message);
+      for (const e of stepErrors) acc.error(e.key, e.code, e.message);
+      for (const n of tally.notes) acc.notes.push(`${n.key}: ${n.note}`);
+    }
+    acc.refused += worker.refused;
+
+    const cancelled = cancellation.cancelled;
+    const status: CleanupReport['status'] = cancelled ? 'cancelled' : acc.errors.length > 0 || acc.refused > 0 || deletes.partial > 0 ? 'partial' : 'completed';
+    const report: CleanupReport = {
+      status,
+      dryRun: !apply,
+      destination: session.backend.url,
+      source: session.sourceRoot ?? null,
+      found,
+      unchecked,
+      planned: { ...acc.planned },
+      refused: acc.refused,
+      pendingDeletes,
+      done: { ...acc.done },
+      items: [...acc.items].sort((a, b) => compareKeys(a.key, b.key)),
+      truncated: Object.values(acc.planned).reduce((n, c) => n + c, 0) > acc.items.length,
+      errors: acc.errors,
+      notes: acc.notes,
+      runId,
+      durationMs: Date.now() - started,
+    };
+    if (runId !== null) {
+      const { items: _items, errors: _errors, notes: _notes, ...summary } = report;
+      await ledger.finishRun(runId, status, summary).catch((e: unknown) => {
+        acc.notes.push(`could not record the run's summary in the ledger: ${e instanceof Error ? e.message : String(e)}`);
+      });
+    }
+    return report;
+  } finally {
+    unregister?.();
+    cancellation.dispose();
+    await session.close();
+  }
+}
+
+/** Categories cleanup may act on (the rest are for push: missing, changedLocally). */
+const CHECK_ACTIONABLE: readonly CheckCategory[] = ['orphanedObjects', 'orphanedRecords', 'mismatches'];
+
+/** The second pass: decides per key and acts in batches. */
+class Pass2 {
+  /** Orphans recorded as delete_pending by this cleanup. */
+  marked = 0;
+  refused = 0;
+  #deleteBudget: number;
+  readonly #limiter: Limiter;
+  readonly #hasher: FileHasher;
+  #orphans: KeyState[] = [];
+  #records: ObjectRow[] = [];
+  #mismatches: ObjectRow[] = [];
+  #rereads: ObjectRow[] = [];
+
+  constructor(
+    private readonly session: ConsistencySession,
+    private readonly options: CleanupOptions,
+    private readonly acc: Account,
+    private readonly mode: { readonly apply: boolean; readonly runId: number | null; readonly refusal: string | undefined; readonly budget: number },
+  ) {
+    this.#deleteBudget = mode.budget;
+    this.#limiter = new Limiter(session.transfers);
+    // A dry run changes nothing, not even the file cache.
+    this.#hasher = new FileHasher(session.ledger, { store: mode.apply, concurrency: Math.min(8, session.transfers) });
+  }
+
+  get #signal(): AbortSignal | undefined {
+    return this.session.signal;
+  }
+
+  async run(cancellation: Cancellation): Promise<void> {
+    for await (const s of streamKeys(this.session)) {
+      if (cancellation.stopping.aborted) break;
+      const v = judgeKey(s);
+      if (v.inProgress) continue;
+      if (v.orphanedObject) {
+        this.#orphans.push(s);
+        if (this.#orphans.length >= BATCH) await this.#flushOrphans();
+      }
+      if (v.orphanedRecord && s.row) {
+        this.#records.push(s.row);
+        if (this.#records.length >= BATCH) await this.#flushRecords();
+      }
+      if (this.options.download === true && v.mismatch.length === 0 && s.object && s.row?.status === 'upload_completed' && s.row.sha256 !== null) {
+        this.#rereads.push(s.row);
+        if (this.#rereads.length >= BATCH) await this.#flushRereads();
+      }
+      if (v.mismatch.length > 0 && s.row) {
+        if (this.options.requeueMismatches === true) {
+          this.#mismatches.push(s.row);
+          if (this.#mismatches.length >= BATCH) await this.#flushMismatches();
+        } else {
+          this.acc.decide('leave', s.key, `differs from the ledger (${v.mismatch.join(', ')}); --requeue-mismatches sends it again from the source`);
+        }
+      }
+    }
+    if (!cancellation.stopping.aborted) {
+      await this.#flushOrphans();
+      await this.#flushRecords();
+      await this.#flushRereads();
+      await this.#flushMismatches();
+    }
+  }
+
+  #head(key: string): Promise<Awaited<ReturnType<ConsistencySession['backend']['head']>>> {
+    return this.#limiter.run(() =>
+      withRetry(() => this.session.backend.head(key, this.#signal !== undefined ? { signal: this.#signal } : {}), {
+        policy: this.session.retry,
+        ...(this.#signal !== undefined ? { signal: this.#signal } : {}),
+        fallback: 'HOLDFAST_E_NETWORK',
+      }),
+    );
+  }
+
+  /**
+   * Judges each orphan of a batch for adoption: adoptable when its
+   * holdfast-sha256 (from `head`) and size equal the source file of its key.
+   */
+  async #adoptions(batch: readonly KeyState[]): Promise<Map<string, Adoption>> {
+    const out = new Map<string, Adoption>();
+    const candidates = batch.filter((s) => s.file !== undefined);
+    const signalOpt = this.#signal !== undefined ? { signal: this.#signal } : {};
+    const [hashes, heads] = await Promise.all([
+      this.#hasher.hashBatch(
+        candidates.map((s) => s.file!),
+        signalOpt,
+      ),
+      Promise.all(candidates.map((s) => this.#head(s.key).then((info) => ({ info }), (e: unknown) => ({ error: classifyError(e, 'HOLDFAST_E_NETWORK') })))),
+    ]);
+    for (const s of batch) {
+      if (s.file === undefined) out.set(s.key, { kind: 'no', why: 'no source file with this key' });
+    }
+    candidates.forEach((s, i) => {
+      const file = s.file!;
+      const head = heads[i]!;
+      const hash = hashes.get(s.key);
+      if ('error' in head) out.set(s.key, { kind: 'no', why: `could not read it: ${head.error.code}: ${head.error.message}` });
+      else if (head.info === undefined) out.set(s.key, { kind: 'gone' });
+      else if (typeof hash !== 'string') out.set(s.key, { kind: 'no', why: `the source file could not be hashed: ${hash?.message ?? 'unknown error'}` });
+      else if (head.info.sha256 === undefined) out.set(s.key, { kind: 'no', why: 'the object carries no holdfast-sha256 to compare' });
+      else if (head.info.sha256 !== hash || head.info.size !== file.size) out.set(s.key, { kind: 'no', why: 'its content differs from the source file' });
+      // adoptObjects never overwrites a row; and deleting what equals the source would only make the next push send it again.
+      else if (s.row !== undefined) out.set(s.key, { kind: 'keep', why: 'it equals the source file, but the ledger recorded its deletion; the next push uploads it again' });
+      else {
+        const etag = head.info.etag ?? s.object?.etag ?? null;
+        out.set(s.key, { kind: 'adopt', item: { key: s.key, sourcePath: file.path, size: file.size, mtimeMs: file.mtimeMs, sha256: hash, etag } });
+      }
+    });
+    return out;
+  }
+
+  async #flushOrphans(): Promise<void> {
+    const batch = this.#orphans;
+    this.#orphans = [];
+    if (batch.length === 0) return;
+    const adopt = this.options.adopt === true;
+    const adoptions = adopt ? await this.#adoptions(batch) : undefined;
+    const toAdopt: AdoptedObject[] = [];
+    const toDelete: string[] = [];
+    for (const s of batch) {
+      let why = s.row?.status === 'delete_completed' ? 'the ledger recorded its deletion, but the object is back' : 'unknown to the ledger';
+      const a = adoptions?.get(s.key);
+      if (a !== undefined) {
+        if (a.kind === 'gone') continue;
+        if (a.kind === 'adopt') {
+          toAdopt.push(a.item);
+          this.acc.decide('adopt', s.key, 'equals the source file (holdfast-sha256 matches)');
+          continue;
+        }
+        if (a.kind === 'keep') {
+          this.acc.decide('leave', s.key, `not adopted: ${a.why}`);
+          continue;
+        }
+        // With --adopt, an orphan that does not match may be someone else's: kept unless --delete-orphans.
+        if (this.options.deleteOrphans !== true) {
+          this.acc.decide('leave', s.key, `not adopted: ${a.why} (--delete-orphans deletes such objects)`);
+          continue;
+        }
+        why = `${why}; not adopted: ${a.why}`;
+      }
+      if (this.mode.refusal !== undefined) {
+        this.refused++;
+        this.acc.decide('leave', s.key, `not deleted: the deletions exceed --max-delete (${why})`);
+        continue;
+      }
+      if (this.#deleteBudget <= 0) {
+        this.refused++;
+        this.acc.decide('leave', s.key, `not deleted: more orphans appeared since the first pass than --max-delete allows (${why})`);
+        continue;
+      }
+      this.#deleteBudget--;
+      toDelete.push(s.key);
+      this.acc.decide('delete', s.key, why);
+    }
+    if (!this.mode.apply) return;
+    const destinationId = this.session.destination!.id;
+    if (toAdopt.length > 0) {
+      const left = await this.#ledgerWrite(() => this.session.ledger.adoptObjects(destinationId, toAdopt, NOTE.adopt, this.mode.runId));
+      for (const key of left) this.acc.undo('adopt', key, 'not adopted: a ledger row for it appeared meanwhile');
+      this.acc.done.adopted += toAdopt.length - left.length;
+    }
+    if (toDelete.length > 0) {
+      const left = await this.#ledgerWrite(() => this.session.ledger.markOrphansForDeletion(destinationId, toDelete, NOTE.orphan, this.mode.runId));
+      for (const key of left) this.acc.undo('delete', key, 'not deleted: a ledger row for it appeared meanwhile (another run is handling it)');
+      this.marked += toDelete.length - left.length;
+    }
+  }
+
+  /** A completed row whose object the listing lacked is requeued only if a head agrees it is gone. */
+  async #flushRecords(): Promise<void> {
+    const batch = this.#records;
+    this.#records = [];
+    if (batch.length === 0) return;
+    const heads = await Promise.all(batch.map((r) => this.#head(r.key).then((info) => ({ info }), (e: unknown) => ({ error: classifyError(e, 'HOLDFAST_E_NETWORK') }))));
+    const ids: number[] = [];
+    batch.forEach((row, i) => {
+      const h = heads[i]!;
+      if ('error' in h) this.acc.error(row.key, h.error.code, `could not confirm the object is gone: ${h.error.message}`);
+      else if (h.info !== undefined) this.acc.decide('leave', row.key, 'present on a second look (the listing was behind)');
+      else {
+        ids.push(row.id);
+        this.acc.decide('requeue', row.key, 'the destination lacks the object; the next push uploads it again');
+      }
+    });
+    if (!this.mode.apply || ids.length === 0) return;
+    await this.#ledgerWrite(() => this.session.ledger.requeueObjects(ids, NOTE.record, this.mode.runId));
+    this.acc.done.requeued += ids.length;
+  }
+
+  async #flushMismatches(): Promise<void> {
+    const batch = this.#mismatches;
+    this.#mismatches = [];
+    if (batch.length === 0) return;
+    for (const row of batch) this.acc.decide('requeue', row.key, 'the object differs from the ledger; the next push sends it again from the source');
+    if (!this.mode.apply) return;
+    await this.#ledgerWrite(() =>
+      this.session.ledger.requeueObjects(
+        batch.map((r) => r.id),
+        NOTE.mismatch,
+        this.mode.runId,
+      ),
+    );
+    this.acc.done.requeued += batch.length;
+  }
+
+  /** Re-reads objects the listing cannot fault; a content mismatch is handled like any other mismatch. */
+  async #flushRereads(): Promise<void> {
+    const batch = this.#rereads;
+    this.#rereads = [];
+    if (batch.length === 0) return;
+    const results = await Promise.all(batch.map((row) => this.#limiter.run(() => rereadObject(this.session.backend, row.key, this.session.retry, this.#signal))));
+    for (const [i, row] of batch.entries()) {
+      const r = results[i]!;
+      if (r.kind === 'error') this.acc.error(row.key, r.error.code, `could not re-read it: ${r.error.message}`);
+      // Gone since it was listed: the next check reports it as an orphaned record.
+      if (r.kind !== 'read' || (r.sha256 === row.sha256 && r.size === row.size)) continue;
+      if (this.options.requeueMismatches === true) {
+        this.#mismatches.push(row);
+        if (this.#mismatches.length >= BATCH) await this.#flushMismatches();
+      } else {
+        this.acc.decide('leave', row.key, 'its content differs from the ledger (sha256); --requeue-mismatches sends it again from the source');
+      }
+    }
+  }
+
+  #ledgerWrite<T>(fn: () => Promise<T>): Promise<T> {
+    return withRetry(fn, { policy: this.session.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' });
+  }
+
+  /** Aborts multipart uploads no ledger row references, older than the threshold, and notes each abort in history. */
+  async staleUploads(olderThanMs: number, cancellation: Cancellation): Promise<void> {
+    const mp = this.session.backend.multipart;
+    if (mp === undefined || cancellation.stopping.aborted) return;
+    const signalOpt = this.#signal !== undefined ? { signal: this.#signal } : {};
+    let unsupported = false;
+    await forEachUpload(this.session, olderThanMs, async (u) => {
+      if (!u.stale) return;
+      const { key, uploadId } = u.upload;
+      const age = u.ageMs === null ? 'unknown age' : `${Math.round(u.ageMs / 60_000)} min old`;
+      if (unsupported) {
+        this.acc.decide('leave', key, 'not aborted: the server does not implement AbortMultipartUpload', uploadId);
+        return;
+      }
+      this.acc.decide('abort', key, `multipart upload unknown to the ledger, ${age}`, uploadId);
+      if (!this.mode.apply) return;
+      try {
+        await withRetry(() => mp.abort(key, uploadId, signalOpt), { policy: this.session.retry, ...signalOpt, fallback: 'HOLDFAST_E_NETWORK' });
+      } catch (e) {
+        const err = classifyError(e, 'HOLDFAST_E_NETWORK', { key });
+        if (err.code === 'HOLDFAST_E_CANCELLED') throw err;
+        if (err.code === 'HOLDFAST_E_NOT_SUPPORTED') {
+          unsupported = true;
+          this.acc.undo('abort', key, 'not aborted: the server does not implement AbortMultipartUpload');
+          this.acc.notes.push(`${this.session.backend.url} cannot abort multipart uploads (${err.message}); abort them with the provider's tools or a lifecycle rule`);
+        } else {
+          this.acc.error(key, err.code, `could not abort multipart upload ${uploadId}: ${err.message}`);
+        }
+        return;
+      }
+      this.acc.done.aborted++;
+      await this.#ledgerWrite(() =>
+        this.session.ledger.recordNote(this.session.destination!.id, key, `aborted stale multipart upload ${uploadId} (${age}, unknown to the ledger) (cleanup)`, this.mode.runId),
+      );
+    });
+  }
+}

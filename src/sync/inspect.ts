@@ -1,0 +1,274 @@
+// A readable ledger: what `holdfast status`, `history` and `runs` show, as
+// plain data (the CLI renders it; the HTTP service can serve it as is). All
+// read-only: these functions never create a ledger or change one.
+//
+// Built to stay fast on a ledger of millions of rows: counts come from one
+// grouped query over the (destination, status, key) index, and lists of
+// items are index ranges with a LIMIT, never scans.
+
+import { existsSync } from 'node:fs';
+import { openBackend } from '../backends/registry.js';
+import { HoldfastError } from '../core/errors.js';
+import { IN_PROGRESS_STATUSES, OBJECT_STATUSES, type ObjectStatus } from '../core/status.js';
+import type { DestinationRow, ObjectRow, RunRow, RunStatus } from '../core/types.js';
+import type { Ledger } from '../ledger/ledger.js';
+import { defaultStateDir, ledgerPath, openLedger } from '../ledger/open.js';
+import { isLeaseStale } from './owner.js';
+
+export interface InspectOptions {
+  /** An open ledger to read (the caller keeps ownership); else the one in `stateDir`. */
+  readonly ledger?: Ledger;
+  /** Directory of the SQLite ledger (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast). */
+  readonly stateDir?: string;
+}
+
+/** Times in these reports are ISO 8601 strings (UTC), or null. */
+export type IsoTime = string;
+
+export interface RunSummary {
+  readonly id: number;
+  readonly command: string;
+  readonly destination: string | null;
+  readonly source: string | null;
+  readonly status: RunStatus;
+  readonly startedAt: IsoTime;
+  readonly finishedAt: IsoTime | null;
+  readonly durationMs: number | null;
+  /** The run's final counts as recorded (uploads, bytes, deletes…); null while running or if unreadable. */
+  readonly summary: Record<string, unknown> | null;
+}
+
+export interface ItemSummary {
+  readonly key: string;
+  readonly status: ObjectStatus;
+  readonly size: number | null;
+  /** Attempts since the row last completed. */
+  readonly attempt: number;
+  readonly errorCode: string | null;
+  readonly errorMessage: string | null;
+  /** When the next run may retry it (failed items). */
+  readonly nextAttemptAt: IsoTime | null;
+  readonly leaseOwner: string | null;
+  readonly leaseUntil: IsoTime | null;
+  readonly updatedAt: IsoTime;
+}
+
+export interface DestinationStatus {
+  readonly url: string;
+  readonly kind: string;
+  /** Every status, zero or not: count of rows and their bytes. */
+  readonly objects: Record<ObjectStatus, { count: number; bytes: number }>;
+  /** Rows not deleted (every status but delete_completed): what the ledger tracks on this destination. */
+  readonly tracked: { readonly count: number; readonly bytes: number };
+  readonly lastRun: RunSummary | null;
+  readonly health: {
+    readonly lastUploadAt: IsoTime | null;
+    readonly lastStatus: string | null;
+    readonly lastError: string | null;
+    readonly consecutiveFailures: number;
+  };
+  /** upload_failed and delete_failed rows: `count` in all, `items` the first `limit` in key order. */
+  readonly failing: { readonly count: number; readonly items: ItemSummary[] };
+  /** In-progress rows whose lease expired or whose owner is gone (a crashed run): the next run resolves them. */
+  readonly stale: { readonly inProgress: number; readonly items: ItemSummary[] };
+  /** Deletes recorded but not yet done (sync, cleanup). */
+  readonly deletePending: { readonly count: number; readonly items: ItemSummary[] };
+  /** failing + stale + delete_pending: zero means nothing needs a look. */
+  readonly needsAttention: number;
+}
+
+export interface StatusReport {
+  /** Where the ledger is (file path). */
+  readonly ledger: string;
+  readonly destinations: DestinationStatus[];
+}
+
+export interface HistoryEntry {
+  readonly destination: string;
+  readonly runId: number | null;
+  readonly at: IsoTime;
+  readonly from: ObjectStatus | null;
+  /** Null for an action that changed no status (the note says what was done). */
+  readonly to: ObjectStatus | null;
+  readonly attemptId: string | null;
+  readonly errorCode: string | null;
+  readonly errorMessage: string | null;
+  readonly note: string | null;
+}
+
+export interface HistoryReport {
+  readonly key: string;
+  /** The key's current row on each destination that has one. */
+  readonly current: (ItemSummary & { readonly destination: string })[];
+  /** Every transition, oldest first (per destination, in the order they were written). */
+  readonly entries: HistoryEntry[];
+}
+
+export interface RunsReport {
+  /** Most recent first. */
+  readonly runs: RunSummary[];
+}
+
+const DEFAULT_ITEM_LIMIT = 20;
+/** In-progress rows read to find the stale ones: normally a handful (the claim batches of live runs). */
+const IN_PROGRESS_SCAN = 1000;
+
+function iso(ms: number | null): IsoTime | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+/** Opens the existing ledger for reading; there being none is an error (exit 3), never a reason to create one. */
+async function withLedger<T>(opts: InspectOptions, fn: (ledger: Ledger) => Promise<T>): Promise<T> {
+  if (opts.ledger !== undefined) return fn(opts.ledger);
+  const stateDir = opts.stateDir ?? defaultStateDir();
+  const file = ledgerPath(stateDir);
+  if (!existsSync(file)) {
+    throw new HoldfastError('HOLDFAST_E_LEDGER_OPEN', {
+      path: file,
+      detail: 'there is no ledger here (nothing was pushed with this state directory); point --state or HOLDFAST_STATE at the one to read',
+    });
+  }
+  const ledger = await openLedger({ stateDir });
+  try {
+    return await fn(ledger);
+  } finally {
+    await ledger.close().catch(() => undefined);
+  }
+}
+
+/**
+ * The ledger's row for a destination URL as typed: exactly, or after the
+ * normalisation the backends apply (`s3://b/p` is stored as `s3://b/p/`,
+ * `file:///x/` as `file:///x`). Unknown: HOLDFAST_E_UNKNOWN_DESTINATION naming the known ones.
+ */
+export async function findDestination(ledger: Ledger, url: string): Promise<DestinationRow> {
+  const exact = await ledger.getDestination(url);
+  if (exact !== undefined) return exact;
+  const backend = await openBackend(url);
+  try {
+    const normalised = await ledger.getDestination(backend.url);
+    if (normalised !== undefined) return normalised;
+  } finally {
+    await backend.close().catch(() => undefined);
+  }
+  const known = (await ledger.listDestinations()).map((d) => d.url);
+  throw new HoldfastError('HOLDFAST_E_UNKNOWN_DESTINATION', { url, known: known.length > 0 ? known.join(', ') : '(none yet)' });
+}
+
+function runSummary(run: RunRow, urls: ReadonlyMap<number, string>): RunSummary {
+  let summary: Record<string, unknown> | null = null;
+  if (run.summary !== null) {
+    try {
+      const parsed: unknown = JSON.parse(run.summary);
+      if (typeof parsed === 'object' && parsed !== null) summary = parsed as Record<string, unknown>;
+    } catch {
+      // A summary that does not parse is shown as missing, not as an error of the whole listing.
+    }
+  }
+  return {
+    id: run.id,
+    command: run.command,
+    destination: run.destinationId === null ? null : (urls.get(run.destinationId) ?? null),
+    source: run.source,
+    status: run.status,
+    startedAt: new Date(run.startedAt).toISOString(),
+    finishedAt: iso(run.finishedAt),
+    durationMs: run.finishedAt === null ? null : run.finishedAt - run.startedAt,
+    summary,
+  };
+}
+
+function itemSummary(row: ObjectRow): ItemSummary {
+  return {
+    key: row.key,
+    status: row.status,
+    size: row.size,
+    attempt: row.attempt,
+    errorCode: row.errorCode,
+    errorMessage: row.errorMessage,
+    nextAttemptAt: iso(row.nextAttemptAt),
+    leaseOwner: row.leaseOwner,
+    leaseUntil: iso(row.leaseUntil),
+    updatedAt: new Date(row.updatedAt).toISOString(),
+  };
+}
+
+/** `holdfast status`: per destination (or the one given), counts, health, last run, and what needs attention. */
+export async function status(opts: InspectOptions & { readonly destination?: string; readonly limit?: number } = {}): Promise<StatusReport> {
+  const limit = opts.limit ?? DEFAULT_ITEM_LIMIT;
+  return withLedger(opts, async (ledger) => {
+    const destinations = opts.destination !== undefined ? [await findDestination(ledger, opts.destination)] : await ledger.listDestinations();
+    const counts = opts.destination !== undefined && destinations[0] !== undefined ? await ledger.countByStatus(destinations[0].id) : await ledger.countByStatus();
+    const urls = new Map(destinations.map((d) => [d.id, d.url]));
+    const now = Date.now();
+    const out: DestinationStatus[] = [];
+    for (const d of destinations) {
+      const objects = Object.fromEntries(OBJECT_STATUSES.map((s) => [s, { count: 0, bytes: 0 }])) as Record<ObjectStatus, { count: number; bytes: number }>;
+      for (const c of counts) if (c.destinationId === d.id) objects[c.status] = { count: c.count, bytes: c.bytes };
+      const tracked = { count: 0, bytes: 0 };
+      for (const s of OBJECT_STATUSES) {
+        if (s === 'delete_completed') continue;
+        tracked.count += objects[s].count;
+        tracked.bytes += objects[s].bytes;
+      }
+      const failingCount = objects.upload_failed.count + objects.delete_failed.count;
+      const inProgressCount = IN_PROGRESS_STATUSES.reduce((n, s) => n + objects[s].count, 0);
+      const [lastRun] = await ledger.listRuns({ limit: 1, destinationId: d.id });
+      const failing = failingCount > 0 ? await ledger.listByStatus(d.id, ['upload_failed', 'delete_failed'], limit) : [];
+      const inProgress = inProgressCount > 0 ? await ledger.listByStatus(d.id, IN_PROGRESS_STATUSES, IN_PROGRESS_SCAN) : [];
+      // A status command owns no lease: every row is judged as another process's.
+      const stale = inProgress.filter((r) => isLeaseStale(r, now, ''));
+      const deletePending = objects.delete_pending.count > 0 ? await ledger.listByStatus(d.id, ['delete_pending'], limit) : [];
+      out.push({
+        url: d.url,
+        kind: d.kind,
+        objects,
+        tracked,
+        lastRun: lastRun === undefined ? null : runSummary(lastRun, urls),
+        health: { lastUploadAt: iso(d.lastUploadAt), lastStatus: d.lastStatus, lastError: d.lastError, consecutiveFailures: d.consecutiveFailures },
+        failing: { count: failingCount, items: failing.map(itemSummary) },
+        stale: { inProgress: inProgressCount, items: stale.slice(0, limit).map(itemSummary) },
+        deletePending: { count: objects.delete_pending.count, items: deletePending.map(itemSummary) },
+        needsAttention: failingCount + stale.length + objects.delete_pending.count,
+      });
+    }
+    return { ledger: ledger.location, destinations: out };
+  });
+}
+
+/** `holdfast history <key>`: every transition of one key, on one destination or on every destination that has it. */
+export async function history(opts: InspectOptions & { readonly key: string; readonly destination?: string }): Promise<HistoryReport> {
+  return withLedger(opts, async (ledger) => {
+    const destinations = opts.destination !== undefined ? [await findDestination(ledger, opts.destination)] : await ledger.listDestinations();
+    const current: HistoryReport['current'] = [];
+    const entries: HistoryEntry[] = [];
+    for (const d of destinations) {
+      const row = await ledger.getObject(d.id, opts.key);
+      if (row !== undefined) current.push({ destination: d.url, ...itemSummary(row) });
+      for (const h of await ledger.history(d.id, opts.key)) {
+        entries.push({
+          destination: d.url,
+          runId: h.runId,
+          at: new Date(h.at).toISOString(),
+          from: h.fromStatus,
+          to: h.toStatus,
+          attemptId: h.attemptId,
+          errorCode: h.errorCode,
+          errorMessage: h.errorMessage,
+          note: h.note,
+        });
+      }
+    }
+    return { key: opts.key, current, entries };
+  });
+}
+
+/** `holdfast runs`: the most recent runs, newest first, with their recorded counts. */
+export async function runs(opts: InspectOptions & { readonly limit?: number; readonly destination?: string } = {}): Promise<RunsReport> {
+  return withLedger(opts, async (ledger) => {
+    const destination = opts.destination !== undefined ? await findDestination(ledger, opts.destination) : undefined;
+    const urls = new Map((await ledger.listDestinations()).map((d) => [d.id, d.url]));
+    const rows = await ledger.listRuns({ limit: opts.limit ?? DEFAULT_ITEM_LIMIT, ...(destination !== undefined ? { destinationId: destination.id } : {}) });
+    return { runs: rows.map((r) => runSummary(r, urls)) };
+  });
+}
