@@ -181,8 +181,10 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
   // Every parallel request (heads, re-reads, deletes) listens to this one signal.
   setMaxListeners(16 + 4 * (options.transfers ?? DEFAULT_SETTINGS.transfers), cancellation.signal);
   let unregister: (() => void) | undefined;
-  const session = await openConsistencySession({ ...options, signal: cancellation.signal }, { write: apply });
+  let session: ConsistencySession | undefined;
+  let runId: number | null = null;
   try {
+    session = await openConsistencySession({ ...options, signal: cancellation.signal }, { write: apply });
     const { ledger, destination } = session;
     const olderThanMs = options.olderThanMs ?? DEFAULT_OLDER_THAN_MS;
     const acc = new Account(options.maxItems ?? DEFAULT_MAX_FINDINGS);
@@ -213,7 +215,7 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
     const owner = makeOwner();
     unregister = registerOwner(owner);
     const run = apply && destination !== undefined ? await ledger.startRun({ command: 'cleanup', destinationId: destination.id, source: session.sourceRoot ?? null, owner }) : undefined;
-    const runId = run?.id ?? null;
+    runId = run?.id ?? null;
     const events = options.events ?? new RunEvents();
 
     const worker = new Pass2(session, options, acc, { apply, runId, refusal, budget: Math.max(0, limit - pendingDeletes) });
@@ -282,10 +284,17 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
       });
     }
     return report;
+  } catch (e) {
+    // The run row must not stay "running": record how it ended (the objects' rows are consistent either way).
+    if (runId !== null && session !== undefined) {
+      const err = classifyError(e);
+      await session.ledger.finishRun(runId, err.code === 'HOLDFAST_E_CANCELLED' ? 'cancelled' : 'failed', { error: { code: err.code, message: err.message } }).catch(() => undefined);
+    }
+    throw e;
   } finally {
     unregister?.();
     cancellation.dispose();
-    await session.close();
+    await session?.close();
   }
 }
 

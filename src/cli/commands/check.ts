@@ -3,7 +3,7 @@
 // Exit 0: everything agrees; 2: inconsistencies found; 3: the check could not run.
 
 import { setMaxListeners } from 'node:events';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { CHECK_CATEGORIES, DEFAULT_MAX_FINDINGS, check, type CheckCategory, type CheckFindings, type CheckReport } from '../../sync/check.js';
@@ -79,7 +79,7 @@ export function registerCheck(program: Command): void {
     .option('--follow-symlinks', 'follow symbolic links, as push --follow-symlinks does')
     .option('--download', 're-read every object and compare its SHA-256 with the ledger (slow: reads everything)')
     .option('--sample <percent>', 're-read this share of the objects, least recently verified first (e.g. 10%)', percentArg)
-    .option('--older-than <duration>', 'multipart uploads unknown to the ledger count as stale after this long', durationArg, 24 * 3_600_000)
+    .addOption(new Option('--older-than <duration>', 'multipart uploads unknown to the ledger count as stale after this long').argParser(durationArg).default(24 * 3_600_000, '24h'))
     .option('--max-findings <n>', 'findings kept per category (counts are always exact)', countArg, DEFAULT_MAX_FINDINGS)
     .option('--transfers <n>', 'parallel reads for --download and --sample', intArg)
     .option('--retries <n>', 'attempts per operation for transient errors', intArg, 5)

@@ -2,7 +2,7 @@
 // default (prints what it would do); --apply acts, every action recorded in
 // the ledger's history.
 
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { DEFAULT_MAX_FINDINGS } from '../../sync/check.js';
@@ -53,7 +53,7 @@ export function registerCleanup(program: Command): void {
     .option('--requeue-mismatches', 'requeue objects that differ from the ledger (size, etag; with --download also content), so the next push sends them again')
     .option('--download', 're-read every object, as check --download does, so content mismatches are found too')
     .option('--max-delete <n|n%>', 'most deletions per run, a count or a percentage of tracked objects; above it nothing is deleted', '50%')
-    .option('--older-than <duration>', 'multipart uploads unknown to the ledger count as stale after this long', durationArg, 24 * 3_600_000)
+    .addOption(new Option('--older-than <duration>', 'multipart uploads unknown to the ledger count as stale after this long').argParser(durationArg).default(24 * 3_600_000, '24h'))
     .option('--exclude <glob>', 'with --source: leave out matching paths, as push does (repeatable)', collect, [] as string[])
     .option('--follow-symlinks', 'with --source: follow symbolic links')
     .option('--transfers <n>', 'parallel requests (heads, deletes)', intArg)
