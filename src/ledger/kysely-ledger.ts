@@ -248,7 +248,14 @@ export class KyselyLedger implements Ledger {
     try {
       return await fn();
     } catch (e) {
-      throw classifyError(e, 'HOLDFAST_E_LEDGER_WRITE');
+      const err = classifyError(e, 'HOLDFAST_E_LEDGER_WRITE');
+      if (err.code !== 'HOLDFAST_E_LEDGER_BUSY' || String(err.details.detail ?? '').includes(this.location)) throw err;
+      // Say which ledger, and what to do about it.
+      throw new HoldfastError(
+        'HOLDFAST_E_LEDGER_BUSY',
+        { detail: `${this.location}: ${String(err.details.detail ?? err.message)}; another holdfast run (or a program with this database open) holds a write lock — wait for it to finish, or stop it` },
+        { cause: e },
+      );
     }
   }
 

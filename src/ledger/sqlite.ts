@@ -12,7 +12,9 @@ import { KyselyLedger } from './kysely-ledger.js';
 import { migrateToLatest } from './migrations/index.js';
 import type { Database } from './schema.js';
 
-export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+// Short on purpose: better-sqlite3 waits synchronously, freezing every transfer of the
+// process; callers retry BUSY asynchronously with backoff (engine/retry.ts) instead.
+export const DEFAULT_BUSY_TIMEOUT_MS = 1000;
 
 /** The subset of better-sqlite3's Database used here (kysely's SqliteDatabase plus pragmas). */
 export interface SqliteHandle extends SqliteDatabase {
@@ -131,7 +133,14 @@ function openError(file: string, e: unknown): HoldfastError {
   const classified = classifyError(e, 'HOLDFAST_E_LEDGER_OPEN', { path: file });
   // Locked by another process is transient: keep that verdict. Anything else
   // is "cannot open the ledger at <path>".
-  if (classified.code === 'HOLDFAST_E_LEDGER_BUSY' || classified.code === 'HOLDFAST_E_LEDGER_OPEN') return classified;
+  if (classified.code === 'HOLDFAST_E_LEDGER_BUSY') {
+    return new HoldfastError(
+      'HOLDFAST_E_LEDGER_BUSY',
+      { detail: `${file}: ${String(classified.details.detail ?? classified.message)}; another holdfast run (or a program with this database open) holds a write lock — wait for it to finish, or stop it` },
+      { cause: e },
+    );
+  }
+  if (classified.code === 'HOLDFAST_E_LEDGER_OPEN') return classified;
   return new HoldfastError('HOLDFAST_E_LEDGER_OPEN', { path: file, detail: classified.message }, { cause: e });
 }
 

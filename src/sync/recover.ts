@@ -4,7 +4,7 @@
 // bytes sent (counted as recovered); otherwise the row goes back to pending
 // (keeping a multipart upload id, so the upload step can resume it).
 
-import { classifyError } from '../core/errors.js';
+import { classifyError, HoldfastError } from '../core/errors.js';
 import { Limiter } from '../engine/limiter.js';
 import type { Step, StepAction } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
@@ -82,8 +82,10 @@ async function resolveRow(ctx: SyncContext, writer: OutcomeWriter, row: ObjectRo
   } catch (e) {
     const err = classifyError(e, 'HOLDFAST_E_NETWORK');
     if (err.code === 'HOLDFAST_E_CANCELLED') return;
-    // The row stays in progress under our lease; the next run asks again.
-    ctx.stepErrors.push({ step: 'recover', key: row.key, code: err.code, message: `could not ask the destination about an interrupted item: ${err.message}` });
+    // The row stays in progress under our lease; the next run asks again. The file counts as failed in this run.
+    const failure = new HoldfastError(err.code, err.details, { cause: err });
+    ctx.tally.record(row.key, 'failed', 0, failure);
+    ctx.events.emit('file:failed', { key: row.key, code: err.code, message: `could not ask the destination about an interrupted upload: ${err.message}`, transient: err.transient });
     return;
   }
   const written = await writer.add(outcome);

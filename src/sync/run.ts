@@ -95,13 +95,18 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
       const stateDir = options.stateDir ?? defaultStateDir();
       // A dry run changes nothing, not even the ledger: with no ledger yet, plan against an empty one in memory.
       const inMemory = settings.dryRun && !existsSync(join(stateDir, 'holdfast.db'));
-      ledger = await openLedger(inMemory ? { inMemory: true } : { stateDir });
+      // A locked ledger (another run migrating or writing) is waited for, with backoff.
+      ledger = await withRetry(() => openLedger(inMemory ? { inMemory: true } : { stateDir }), { policy: settings.retry, signal: cancellation.signal, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
     }
-    const destination = settings.dryRun ? await ledger.getDestination(backend.url) : await ledger.ensureDestination(backend.url, backend.kind);
+    const open = ledger;
+    const ledgerRetry = { policy: settings.retry, signal: cancellation.signal, fallback: 'HOLDFAST_E_LEDGER_WRITE' as const };
+    const destination = settings.dryRun
+      ? await open.getDestination(backend.url)
+      : await withRetry(() => open.ensureDestination(backend.url, backend.kind), ledgerRetry);
     const owner = makeOwner();
     unregister = registerOwner(owner);
     const command = kind.command;
-    const run = settings.dryRun ? undefined : await ledger.startRun({ command, destinationId: destination?.id ?? null, source: sourceRoot, owner });
+    const run = settings.dryRun ? undefined : await withRetry(() => open.startRun({ command, destinationId: destination?.id ?? null, source: sourceRoot, owner }), ledgerRetry);
     const events = options.events ?? new RunEvents();
     const stepErrors: StepError[] = [];
     const ctx: SyncContext = {

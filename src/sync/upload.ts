@@ -70,7 +70,8 @@ export const uploadStep: Step<SyncContext> = {
                 return;
               }
               leases.add(row);
-              await uploadOne(ctx, writer, requests, row);
+              // The slot is freed as soon as the bytes are sent; the outcome's batch commit is waited for outside it.
+              await uploadOne(ctx, writer, requests, row, release);
             } finally {
               leases.remove(row);
               release();
@@ -94,7 +95,7 @@ async function releaseUnstarted(ctx: SyncContext, writer: OutcomeWriter, row: Ob
   await writer.add({ objectId: row.id, attemptId: row.attemptId ?? '', status: 'upload_pending', note: 'run cancelled before the transfer started' });
 }
 
-async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limiter, row: ObjectRow): Promise<void> {
+async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limiter, row: ObjectRow, transferDone: () => void): Promise<void> {
   const { backend, events, settings } = ctx;
   const key = row.key;
   const size = row.size ?? 0;
@@ -117,6 +118,7 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
       result = await requests.run(() => putWhole(ctx, backend, row, onProgress));
     }
   } catch (e) {
+    transferDone();
     const err = classifyError(e, 'HOLDFAST_E_NETWORK', { key, path: row.sourcePath ?? key });
     if (err.code === 'HOLDFAST_E_CANCELLED') {
       // Interrupted by a hard abort: nothing is known to be on the destination beyond
@@ -131,6 +133,7 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
     events.emit('file:failed', { key, code: err.code, message: err.message, transient: err.transient });
     return;
   }
+  transferDone();
   // Outcome: the ledger may only now say completed (promise 3).
   const outcome: Outcome = { objectId: row.id, attemptId, status: 'upload_completed', etag: result.etag ?? null, versionId: result.versionId ?? null };
   const w = await writer.add(outcome);

@@ -249,7 +249,7 @@ describe('push when the ledger fails', { concurrency: false }, () => {
     assert.equal(out.error.code, 'HOLDFAST_E_LEDGER_BUSY');
     assert.match(out.error.message, /the ledger is locked by another process/);
     assert.match(blocked.stderr, /HOLDFAST_E_LEDGER_BUSY: the ledger is locked by another process/);
-    // The CLI's busy timeout (5 s) is what it waited before giving up.
+    // The CLI waits 1 s per attempt (SQLite busy timeout) over 5 attempts with backoff before giving up.
     assert.ok(waited >= 4500, `waited ${waited} ms for the lock`);
     assert.equal(contentRequests(), 0, 'nothing was sent while the ledger could not be written');
     console.log(`ledger busy: the CLI gave up after ${waited} ms with: ${out.error.message}`);
