@@ -16,7 +16,7 @@ interface Row {
   kind: 's3' | 'local';
   scenario: string;
   tool: string;
-  samples: { valid: boolean }[];
+  samples: { valid: boolean; userMs: number; sysMs: number }[];
   wallMs: Stats;
   cpuMs: Stats;
   maxRssKiB: Stats;
@@ -54,6 +54,13 @@ const TOOL: Record<string, string> = { holdfast: 'holdfast', 'holdfast-nofsync':
 
 const s = (ms: number): string => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '—');
 
+function median(values: number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
 function main(): void {
   const file = process.argv[2] ?? join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'bench', 'results', 'latest.json');
   const r = JSON.parse(readFileSync(file, 'utf8')) as Results;
@@ -69,7 +76,7 @@ function main(): void {
     out.push(kind === 's3' ? '**Destination: S3 (s3rver on 127.0.0.1)**' : '**Destination: local directory**', '');
     const s3 = kind === 's3';
     out.push(
-      `| scenario | tool | wall s, median (min–max) | CPU s | peak RSS MiB |${s3 ? ' s3rver CPU s (busy) |' : ''} holdfast/rclone | target | verdict |`,
+      `| scenario | tool | wall s, median (min–max) | CPU s (user + sys) | peak RSS MiB |${s3 ? ' s3rver CPU s (busy) |' : ''} holdfast/rclone | target | verdict |`,
       `|---|---|---|---|---|${s3 ? '---|' : ''}---|---|---|`,
     );
     for (const sc of ['a', 'b', 'c', 'd']) {
@@ -77,11 +84,12 @@ function main(): void {
         const q = r.ratios.find((x) => x.kind === kind && x.scenario === sc && x.tool === row.tool);
         const busy = row.s3rverCpuMs ? `${s(row.s3rverCpuMs.median)} (${((100 * row.s3rverCpuMs.median) / row.wallMs.median).toFixed(0)}%)` : '';
         const invalid = row.samples.some((x) => !x.valid) ? ' ⚠' : '';
+        const ok = row.samples.filter((x) => x.valid);
         const cells = [
           TITLES[sc] ?? sc,
           TOOL[row.tool] ?? row.tool,
           `${s(row.wallMs.median)} (${s(row.wallMs.min)}–${s(row.wallMs.max)})${invalid}`,
-          s(row.cpuMs.median),
+          `${s(row.cpuMs.median)} (${s(median(ok.map((x) => x.userMs)))} + ${s(median(ok.map((x) => x.sysMs)))})`,
           (row.maxRssKiB.median / 1024).toFixed(0),
           ...(s3 ? [busy] : []),
           q ? `${q.ratio.toFixed(2)}×` : '',
