@@ -77,7 +77,8 @@ interface Ratio {
 }
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const CLI = join(here, '..', 'src', 'cli', 'main.js');
+// The bundled CLI, as installed users run it (npm run build makes it).
+const CLI = join(here, '..', 'bin', 'holdfast.js');
 const S3RVER_CHILD = join(here, 's3rver-child.js');
 const RESULTS_DIR = join(here, '..', '..', 'bench', 'results');
 

@@ -10,7 +10,9 @@
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 import { Command, CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { EXIT, HoldfastError, classifyError } from '../core/errors.js';
 import { err } from './common.js';
 import { registerPush } from './commands/push.js';
@@ -21,7 +23,22 @@ import { registerHistory } from './commands/history.js';
 import { registerRuns } from './commands/runs.js';
 import { registerCheckAndCleanup } from './commands/cleanup.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+/** The version in Holdfast's package.json, found by walking up from this file (the layout differs between dist/src and the bundle). */
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'package.json');
+    if (existsSync(candidate)) {
+      const pkg = JSON.parse(readFileSync(candidate, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'holdfast' && pkg.version !== undefined) return pkg.version;
+    }
+    const up = dirname(dir);
+    if (up === dir) return 'unknown';
+    dir = up;
+  }
+}
+
+const VERSION = packageVersion();
 
 export function buildProgram(): Command {
   const program = new Command();

@@ -11,7 +11,8 @@ export interface JsonReport extends RunReport {
   readonly plan?: { key: string; action: string; reason: string; size: number }[];
 }
 
-export const CLI_PATH = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+// The bundled CLI (dist/bin/holdfast.js), exactly what the package's bin runs.
+export const CLI_PATH = fileURLToPath(new URL('../../bin/holdfast.js', import.meta.url));
 
 export interface CliResult {
   readonly code: number | null;
