@@ -143,3 +143,14 @@ export function attachProgress(events: RunEvents, opts: ProgressOptions): () => 
     for (const off of offs) off();
   };
 }
+
+/** Progress for a command run from a terminal or a pipe: stderr, live on a TTY, plain lines otherwise. */
+export function attachCliProgress(events: RunEvents, flags: { readonly quiet?: boolean; readonly verbose?: boolean }): () => void {
+  return attachProgress(events, {
+    tty: process.stderr.isTTY === true,
+    quiet: flags.quiet === true,
+    verbose: flags.verbose === true,
+    write: (text) => void process.stderr.write(text),
+    columns: process.stderr.columns,
+  });
+}

@@ -10,10 +10,11 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { openLedger } from '../../src/ledger/open.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
-import { startS3Server, s3TestEnv, type S3TestServer } from '../helpers/s3-server.js';
+import { startS3Server, s3TestEnv, type S3TestServer, testS3Client } from '../helpers/s3-server.js';
 import { startProxy, stall, type S3Proxy } from '../helpers/proxy.js';
 import { parseJsonReport, runCli, startCli } from '../helpers/cli.js';
 
@@ -28,12 +29,7 @@ describe('Ctrl-C', () => {
     server = await startS3Server();
     await server.createBucket('cancel');
     proxy = await startProxy({ target: server.endpoint });
-    client = new S3Client({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    });
+    client = testS3Client(server.endpoint);
   });
   after(async () => {
     client.destroy();
@@ -125,7 +121,7 @@ describe('Ctrl-C', () => {
     assert.ok(took < 15_000, `it stopped promptly (${took} ms)`);
 
     const ledger = await openLedger({ stateDir: state });
-    let confirmed = 0;
+    let confirmed: number;
     try {
       const dest = (await ledger.listDestinations())[0]!;
       const row = await ledger.getObject(dest.id, 'big.bin');

@@ -9,19 +9,20 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type {
+  S3Client} from '@aws-sdk/client-s3';
 import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
+  PutObjectCommand
 } from '@aws-sdk/client-s3';
 import { openLedger } from '../../src/ledger/open.js';
 import type { CheckReport } from '../../src/sync/check.js';
 import type { CleanupReport } from '../../src/sync/cleanup.js';
 import { makeTempDir } from '../helpers/tmp.js';
-import { startS3Server, s3TestEnv } from '../helpers/s3-server.js';
+import { startS3Server, s3TestEnv, testS3Client } from '../helpers/s3-server.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 
 const sha256 = (b: string | Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -56,14 +57,7 @@ describe('holdfast check / cleanup on s3://', () => {
     server = await startS3Server();
     await server.createBucket('shelf');
     env = { ...s3TestEnv(server.endpoint), HOLDFAST_STATE: join(tmp.path, 'state') };
-    client = new S3Client({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    client = testS3Client(server.endpoint);
     src = join(tmp.path, 'src');
     mkdirSync(join(src, 'docs'), { recursive: true });
     for (const name of ['keep.txt', 'vanish.txt', 'overwrite.txt', 'edit.txt', 'docs/report.txt', 'caf\u00e9.txt']) writeFileSync(join(src, name), `content of ${name}\n`);

@@ -7,10 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { openLedger } from '../../src/ledger/open.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
-import { startS3Server, s3TestEnv, type S3TestServer } from '../helpers/s3-server.js';
+import { startS3Server, s3TestEnv, type S3TestServer, testS3Client } from '../helpers/s3-server.js';
 import { parseJsonReport, runCli } from '../helpers/cli.js';
 
 describe('two concurrent pushes on one ledger', () => {
@@ -65,12 +65,7 @@ describe('two concurrent pushes on one ledger', () => {
       await ledger.close();
     }
 
-    const client = new S3Client({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    });
+    const client = testS3Client(server.endpoint);
     try {
       for (const [key, content] of [...files].filter((_, i) => i % 20 === 0)) {
         const got = await client.send(new GetObjectCommand({ Bucket: 'shared', Key: `p/${key}` }));

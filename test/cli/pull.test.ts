@@ -8,9 +8,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CLI_PATH, runCli, type CliResult } from '../helpers/cli.js';
-import { s3TestEnv, startS3Server, type S3TestServer } from '../helpers/s3-server.js';
+import { s3TestEnv, startS3Server, type S3TestServer, testS3Client } from '../helpers/s3-server.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
 /** What `pull --json` prints. */
@@ -60,14 +61,7 @@ describe('holdfast pull from s3://', () => {
     tmp = await makeTempDir('holdfast-cli-pull-');
     server = await startS3Server();
     await server.createBucket('vault');
-    client = new S3Client({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    client = testS3Client(server.endpoint);
     src = join(tmp.path, 'src');
     // Enough files, one folder, that a SIGKILL lands half-way through a one-at-a-time restore.
     for (let i = 0; i < 120; i++) {

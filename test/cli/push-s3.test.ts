@@ -8,9 +8,10 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { makeTempDir } from '../helpers/tmp.js';
-import { startS3Server, s3TestEnv } from '../helpers/s3-server.js';
+import { startS3Server, s3TestEnv, testS3Client } from '../helpers/s3-server.js';
 import { parseJsonReport, runCli } from '../helpers/cli.js';
 
 const NAMES = ['plain.txt', 'with space.txt', 'caf\u00e9.txt', 'cafe\u0301.txt', 'a#b?c%d+e.txt', 'new\nline.txt', 'zero.bin', 'nested/deeper/file.txt', '\u{1F600}.txt'];
@@ -28,14 +29,7 @@ describe('holdfast push to s3://', () => {
     server = await startS3Server();
     await server.createBucket('photos');
     env = { ...s3TestEnv(server.endpoint), HOLDFAST_STATE: join(tmp.path, 'state'), AWS_CA_BUNDLE: '/etc/ssl/certs/ca-certificates.crt' };
-    client = new S3Client({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    client = testS3Client(server.endpoint);
     src = join(tmp.path, 'src');
     for (const name of NAMES) {
       const content = name === 'zero.bin' ? Buffer.alloc(0) : Buffer.from(`content of ${name}`);

@@ -8,10 +8,11 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import assert from 'node:assert/strict';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { openLedger } from '../../src/ledger/open.js';
 import { CLI_PATH, type CliResult } from '../helpers/cli.js';
-import { s3TestEnv } from '../helpers/s3-server.js';
+import { s3TestEnv, testS3Client } from '../helpers/s3-server.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -152,14 +153,7 @@ export function pushArgs(src: string, url: string, opts: { endpoint: string; sta
 
 /** A client straight to s3rver (not through the proxy), for checks that must not disturb the counters. */
 export function directClient(endpoint: string): S3Client {
-  return new S3Client({
-    endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  return testS3Client(endpoint);
 }
 
 /** Every key in a bucket (with the full S3 key, prefix included). */

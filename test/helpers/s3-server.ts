@@ -12,6 +12,7 @@
 // ListMultipartUploads (501), no AbortMultipartUpload (405); listings in
 // directory order (the backend sorts each page).
 
+import { S3Client } from '@aws-sdk/client-s3';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
@@ -73,4 +74,16 @@ export function s3TestEnv(endpoint: string): Record<string, string> {
     AWS_ENDPOINT_URL: endpoint,
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
   };
+}
+
+/** An SDK client straight to a test server (bypassing Holdfast and any proxy): to look at what really is stored. */
+export function testS3Client(endpoint: string): S3Client {
+  return new S3Client({
+    endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
 }

@@ -10,14 +10,15 @@ import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import Database from 'better-sqlite3';
 import { isHoldfastError } from '../../src/core/errors.js';
 import { RunEvents } from '../../src/engine/events.js';
 import { push } from '../../src/sync/push.js';
 import { pull, restorePath, type PullReport } from '../../src/sync/pull.js';
 import { FAULT_500, FAULT_RESET, startProxy, type S3Proxy } from '../helpers/proxy.js';
-import { s3TestEnv, startS3Server, type S3TestServer } from '../helpers/s3-server.js';
+import { s3TestEnv, startS3Server, type S3TestServer, testS3Client } from '../helpers/s3-server.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
 // Credentials for s3rver come from the environment, as they would for users.
@@ -110,14 +111,7 @@ describe('pull from s3://', () => {
     server = await startS3Server();
     await server.createBucket(BUCKET);
     proxy = await startProxy({ target: server.endpoint, seed: 7 });
-    client = new S3Client({
-      endpoint: server.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    client = testS3Client(server.endpoint);
     const src = join(tmp.path, 'src');
     files = makeTree(src, AWKWARD);
     state = join(tmp.path, 'state');

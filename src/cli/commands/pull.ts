@@ -5,9 +5,9 @@ import type { Command } from 'commander';
 import { RunEvents } from '../../engine/events.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { pull, type PullReport } from '../../sync/pull.js';
-import { EXIT_CODES_HELP, err, exitCodeFor, failCommand, intArg, interruptSignals, out } from '../common.js';
+import { EXIT_CODES_HELP, exitCodeFor, failCommand, intArg, interruptSignals, out } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
-import { attachProgress } from '../progress.js';
+import { attachCliProgress } from '../progress.js';
 import { oneLine } from '../table.js';
 import { addDestinationOptions, backendOptionsFrom } from './transfer.js';
 
@@ -73,13 +73,7 @@ Ctrl-C once stops starting new downloads and lets in-flight ones finish; twice a
 
 async function runPull(destination: string, dir: string, flags: PullFlags): Promise<number> {
   const events = new RunEvents();
-  const detach = attachProgress(events, {
-    tty: process.stderr.isTTY === true,
-    quiet: flags.quiet === true,
-    verbose: flags.verbose === true,
-    write: err,
-    columns: process.stderr.columns,
-  });
+  const detach = attachCliProgress(events, flags);
   const signals = interruptSignals(flags.drainTimeout);
   let report: PullReport;
   try {

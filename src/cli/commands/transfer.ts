@@ -7,8 +7,8 @@ import type { RunReport } from '../../core/report.js';
 import { RunEvents } from '../../engine/events.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import type { TransferOptions } from '../../sync/run.js';
-import { collect, exitCodeFor, failCommand, intArg, interruptSignals, out, sizeArg, err } from '../common.js';
-import { attachProgress } from '../progress.js';
+import { collect, exitCodeFor, failCommand, intArg, interruptSignals, out, sizeArg } from '../common.js';
+import { attachCliProgress } from '../progress.js';
 import { jsonReport, textReport, type PlannedItem } from '../report.js';
 
 export interface TransferFlags {
@@ -95,13 +95,7 @@ export async function runTransferCommand(
   run: (extra: { events: RunEvents; signal: AbortSignal; stopSignal: AbortSignal }) => Promise<RunReport>,
 ): Promise<number> {
   const events = new RunEvents();
-  const detach = attachProgress(events, {
-    tty: process.stderr.isTTY === true,
-    quiet: flags.quiet === true,
-    verbose: flags.verbose === true,
-    write: err,
-    columns: process.stderr.columns,
-  });
+  const detach = attachCliProgress(events, flags);
   const planned: PlannedItem[] = [];
   if (flags.dryRun) events.on('plan:item', (p) => planned.push(p));
   const signals = interruptSignals(flags.drainTimeout);
