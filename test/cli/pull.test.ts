@@ -6,13 +6,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CLI_PATH, runCli, type CliResult } from '../helpers/cli.js';
 import { s3TestEnv, startS3Server, type S3TestServer, testS3Client } from '../helpers/s3-server.js';
-import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { makeTempDir, type TempDir, listTree } from '../helpers/tmp.js';
 
 /** What `pull --json` prints. */
 interface PullJson {
@@ -35,16 +35,6 @@ function parse(r: CliResult): PullJson {
   }
 }
 
-function listTree(root: string, prefix = ''): string[] {
-  if (!existsSync(root)) return [];
-  const out: string[] = [];
-  for (const name of readdirSync(join(root, prefix))) {
-    const rel = prefix ? `${prefix}/${name}` : name;
-    if (statSync(join(root, rel)).isDirectory()) out.push(...listTree(root, rel));
-    else out.push(rel);
-  }
-  return out.sort();
-}
 
 describe('holdfast pull from s3://', () => {
   let tmp: TempDir;

@@ -4,9 +4,9 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeTempDir } from '../helpers/tmp.js';
+import { makeTempDir, listTree } from '../helpers/tmp.js';
 import { parseJsonReport, runCli } from '../helpers/cli.js';
 
 const AWKWARD = ['with space.txt', 'caf\u00e9-nfc.txt', 'cafe\u0301-nfd.txt', 'hash#q?pct%plus+.txt', 'line\nbreak.txt', 'emoji-\u{1F600}.txt', 'zero.bin'];
@@ -25,15 +25,6 @@ function makeTree(root: string): Map<string, Buffer> {
   return files;
 }
 
-function listTree(root: string, prefix = ''): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(join(root, prefix))) {
-    const rel = prefix ? `${prefix}/${name}` : name;
-    if (statSync(join(root, rel)).isDirectory()) out.push(...listTree(root, rel));
-    else out.push(rel);
-  }
-  return out;
-}
 
 describe('holdfast push to file://', () => {
   let tmp: { path: string; cleanup(): Promise<void> };

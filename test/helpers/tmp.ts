@@ -1,6 +1,7 @@
 // Temporary directories for tests: one fresh directory per call, removed by
 // `cleanup()`. Set HOLDFAST_KEEP_TMP=1 to keep them for a post-mortem.
 
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,4 +33,16 @@ export async function withTempDir<T>(prefix: string, fn: (path: string) => Promi
   } finally {
     await dir.cleanup();
   }
+}
+
+/** Every file below `root`, as "/"-separated relative paths, sorted; [] when `root` does not exist. */
+export function listTree(root: string, prefix = ''): string[] {
+  if (!existsSync(root)) return [];
+  const out: string[] = [];
+  for (const name of readdirSync(join(root, prefix))) {
+    const rel = prefix ? `${prefix}/${name}` : name;
+    if (statSync(join(root, rel)).isDirectory()) out.push(...listTree(root, rel));
+    else out.push(rel);
+  }
+  return prefix ? out : out.sort();
 }

@@ -5,7 +5,7 @@
 
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { check } from '../../src/sync/check.js';
 import { cleanup } from '../../src/sync/cleanup.js';
@@ -13,7 +13,7 @@ import { push } from '../../src/sync/push.js';
 import { openLedger } from '../../src/ledger/open.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import type { HistoryRow, ObjectRow } from '../../src/core/types.js';
-import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { makeTempDir, type TempDir, listTree } from '../helpers/tmp.js';
 
 interface Fixture {
   readonly tmp: TempDir;
@@ -28,16 +28,6 @@ function write(path: string, content: string): void {
   writeFileSync(path, content);
 }
 
-function listTree(root: string, prefix = ''): string[] {
-  if (!existsSync(root)) return [];
-  const out: string[] = [];
-  for (const name of readdirSync(join(root, prefix)).sort()) {
-    const rel = prefix ? `${prefix}/${name}` : name;
-    if (statSync(join(root, rel)).isDirectory()) out.push(...listTree(root, rel));
-    else out.push(rel);
-  }
-  return out;
-}
 
 const pushAll = (f: Fixture) => push({ source: f.src, destination: f.url, stateDir: f.state, backendOptions: { fsync: false } });
 const checkOf = (f: Fixture) => check({ source: f.src, destination: f.url, stateDir: f.state });

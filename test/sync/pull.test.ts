@@ -19,7 +19,7 @@ import { push } from '../../src/sync/push.js';
 import { pull, restorePath, type PullReport } from '../../src/sync/pull.js';
 import { FAULT_500, FAULT_RESET, startProxy, type S3Proxy } from '../helpers/proxy.js';
 import { s3TestEnv, startS3Server, type S3TestServer, testS3Client } from '../helpers/s3-server.js';
-import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { makeTempDir, type TempDir, listTree } from '../helpers/tmp.js';
 
 // Credentials for s3rver come from the environment, as they would for users.
 for (const [k, v] of Object.entries(s3TestEnv('unused'))) if (k !== 'AWS_ENDPOINT_URL') process.env[k] = v;
@@ -67,16 +67,6 @@ function makeTree(root: string, keys: readonly string[], contents: (key: string)
 }
 
 /** Every file under `root` as "/"-separated keys (temp files included: tests assert there are none). */
-function listTree(root: string, prefix = ''): string[] {
-  if (!existsSync(root)) return [];
-  const out: string[] = [];
-  for (const name of readdirSync(join(root, prefix))) {
-    const rel = prefix ? `${prefix}/${name}` : name;
-    if (statSync(join(root, rel)).isDirectory()) out.push(...listTree(root, rel));
-    else out.push(rel);
-  }
-  return out.sort();
-}
 
 function assertRestored(root: string, files: ReadonlyMap<string, { content: Buffer; mtimeMs: number }>, prefix = ''): void {
   assert.deepEqual(listTree(root), [...files.keys()].map((k) => prefix + k).sort());
