@@ -25,6 +25,12 @@ export interface Capabilities {
   readonly minPartSize: number;
   readonly maxPartSize: number;
   readonly maxParts: number;
+  /**
+   * Parts must be sent one after another, in order, each starting where the
+   * previous ended (Google Drive's resumable sessions); false: any order, in
+   * parallel (S3 parts, Azure blocks).
+   */
+  readonly sequentialParts: boolean;
 }
 
 /** A body that can be (re)opened, so a retried request reads the bytes again. */
@@ -154,6 +160,20 @@ export interface BackendOptions {
   readonly s3Region?: string;
   /** file://: fsync files and directories before reporting success (default true). */
   readonly fsync?: boolean;
+  /** azure://: a connection string (else AZURE_STORAGE_CONNECTION_STRING). */
+  readonly azureConnectionString?: string;
+  /** azure://: account name, with `azureAccountKey` or `azureSasToken` (else AZURE_STORAGE_ACCOUNT / _KEY / _SAS_TOKEN). */
+  readonly azureAccount?: string;
+  readonly azureAccountKey?: string;
+  readonly azureSasToken?: string;
+  /** azure://: blob service endpoint (else https://<account>.blob.core.windows.net, or AZURE_STORAGE_BLOB_ENDPOINT). */
+  readonly azureEndpoint?: string;
+  /** gdrive://: service-account JSON key file (else GOOGLE_APPLICATION_CREDENTIALS). */
+  readonly gdriveCredentialsFile?: string;
+  /** gdrive://: an OAuth access token (else HOLDFAST_GDRIVE_ACCESS_TOKEN). */
+  readonly gdriveAccessToken?: string;
+  /** gdrive://: API root URL (default https://www.googleapis.com/; tests point it at the local fake). */
+  readonly gdriveApiRoot?: string;
 }
 
 export type BackendFactory = (url: URL, options: BackendOptions) => Promise<Backend>;

@@ -167,6 +167,7 @@ export class LocalBackend implements Backend {
       minPartSize: 0,
       maxPartSize: 0,
       maxParts: 0,
+      sequentialParts: false,
     };
   }
 

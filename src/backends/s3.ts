@@ -69,6 +69,7 @@ const CAPABILITIES: Capabilities = {
   minPartSize: 5 * MiB,
   maxPartSize: 5 * GiB,
   maxParts: 10_000,
+  sequentialParts: false,
 };
 
 /** Names/statuses servers use for "this operation does not exist here" (s3rver: ListParts → 405, ListMultipartUploads → 501). */
