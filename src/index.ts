@@ -4,6 +4,7 @@
 //   const report = await push({ source: './photos', destination: 's3://bucket/photos' });
 
 export { push, type PushOptions } from './sync/push.js';
+export type { TransferOptions, DestinationSpec, FileFacts } from './sync/run.js';
 export { sync, type SyncOptions } from './sync/sync.js';
 export { pull, type PullOptions, type PullReport, type DownloadCounts, type PlannedDownload } from './sync/pull.js';
 export {
@@ -33,5 +34,5 @@ export { Cancellation } from './engine/cancellation.js';
 export { withRetry, DEFAULT_RETRY, type RetryPolicy } from './engine/retry.js';
 export { HoldfastError, ERROR_CODES, EXIT, classifyError, type ErrorCode } from './core/errors.js';
 export { OBJECT_STATUSES, TRANSITIONS, canTransition, type ObjectStatus } from './core/status.js';
-export { deriveRunStatus, emptyCounts, type RunReport, type FileResult, type FileOutcome, type UploadCounts, type ReportError } from './core/report.js';
+export { deriveRunStatus, combineReports, combineStatuses, emptyCounts, type RunReport, type DestinationReport, type FileResult, type FileOutcome, type UploadCounts, type ReportError } from './core/report.js';
 export type { ObjectRow, DestinationRow, RunRow, HistoryRow, SourceFile, RunStatus } from './core/types.js';

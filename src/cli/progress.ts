@@ -30,6 +30,10 @@ export function attachProgress(events: RunEvents, opts: ProgressOptions): () => 
     lastLineLength: 0,
   };
   const offs: (() => void)[] = [];
+  const plans = new Map<string, { files: number; bytes: number }>();
+  /** In-flight files are keyed by destination and key: the same file may go to several destinations at once. */
+  const id = (e: { readonly destination?: string; readonly key: string }): string => `${e.destination ?? ''}\0${e.key}`;
+  const tagged = (e: { readonly destination?: string; readonly key: string }): string => (e.destination !== undefined ? `${e.destination}: ${displayKey(e.key)}` : displayKey(e.key));
   const w = opts.write;
   let timer: NodeJS.Timeout | undefined;
 
@@ -67,7 +71,7 @@ export function attachProgress(events: RunEvents, opts: ProgressOptions): () => 
     const cols = opts.columns ?? 100;
     let line = `${bar(fraction, 20)} ${statusLine()}`;
     const current = [...state.inflight.keys()][0];
-    if (current !== undefined && line.length + 4 < cols) line += `  ${displayKey(current)}`;
+    if (current !== undefined && line.length + 4 < cols) line += `  ${displayKey(current.slice(current.indexOf('\0') + 1))}`;
     if (line.length > cols - 1) line = line.slice(0, cols - 1);
     w(`\r\x1b[2K${line}`);
     state.lastLineLength = line.length;
@@ -85,41 +89,45 @@ export function attachProgress(events: RunEvents, opts: ProgressOptions): () => 
       if (!opts.quiet || e.level === 'warn') say(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}`);
     }),
     events.on('plan:ready', (e) => {
+      // A run over several destinations plans once per destination: the totals are the sums.
+      plans.set(e.destination ?? '', { files: e.files, bytes: e.bytes });
+      state.totalFiles = [...plans.values()].reduce((n, p) => n + p.files, 0);
+      state.totalBytes = [...plans.values()].reduce((n, p) => n + p.bytes, 0);
+      const first = !state.planned;
       state.planned = true;
-      state.totalFiles = e.files;
-      state.totalBytes = e.bytes;
-      state.uploadStarted = Date.now();
-      if (!opts.quiet) say(`plan: ${e.files} file(s) to ${e.action ?? 'upload'} (${formatBytes(e.bytes)}), ${e.skipped} unchanged`);
-      if (opts.tty && !opts.quiet && e.files > 0) {
+      if (first) state.uploadStarted = Date.now();
+      const where = e.destination !== undefined ? ` to ${e.destination}` : '';
+      if (!opts.quiet) say(`plan${where}: ${e.files} file(s) to ${e.action ?? 'upload'} (${formatBytes(e.bytes)}), ${e.skipped} unchanged`);
+      if (opts.tty && !opts.quiet && e.files > 0 && timer === undefined) {
         timer = setInterval(drawLive, 100);
         timer.unref();
       }
     }),
     events.on('file:start', (e) => {
-      state.inflight.set(e.key, { sent: 0, size: e.size });
+      state.inflight.set(id(e), { sent: 0, size: e.size });
     }),
     events.on('file:progress', (e) => {
-      const f = state.inflight.get(e.key);
+      const f = state.inflight.get(id(e));
       if (f) f.sent = e.sentBytes;
     }),
     events.on('file:done', (e) => {
-      state.inflight.delete(e.key);
+      state.inflight.delete(id(e));
       if (e.outcome === 'completed' || e.outcome === 'partial') {
         state.doneFiles++;
         state.doneBytes += e.bytes;
       }
-      if (e.outcome === 'partial') say(`uploaded but not recorded: ${displayKey(e.key)} (the next run confirms it without re-sending)`);
-      else if (opts.verbose) say(`${e.outcome}: ${displayKey(e.key)}`);
+      if (e.outcome === 'partial') say(`uploaded but not recorded: ${tagged(e)} (the next run confirms it without re-sending)`);
+      else if (opts.verbose) say(`${e.outcome}: ${tagged(e)}`);
       plainTick();
     }),
     events.on('file:failed', (e) => {
-      state.inflight.delete(e.key);
+      state.inflight.delete(id(e));
       state.failed++;
-      if (!opts.quiet) say(`failed: ${displayKey(e.key)}: ${e.code}: ${e.message}`);
+      if (!opts.quiet) say(`failed: ${tagged(e)}: ${e.code}: ${e.message}`);
       plainTick();
     }),
     events.on('file:skipped', (e) => {
-      if (opts.verbose) say(`skipped: ${displayKey(e.key)}: ${e.reason}`);
+      if (opts.verbose) say(`skipped: ${tagged(e)}: ${e.reason}`);
     }),
     events.on('run:done', () => {
       if (timer) clearInterval(timer);

@@ -4,20 +4,46 @@ import type { RunReport } from '../core/report.js';
 import { displayKey, formatBytes, formatDuration } from './format.js';
 
 export interface PlannedItem {
+  /** Set in a run over several destinations. */
+  readonly destination?: string;
   readonly key: string;
   readonly action: string;
   readonly reason: string;
   readonly size: number;
 }
 
-/** The JSON report: the RunReport, plus the plan when it was a dry run. */
+/**
+ * The JSON report: the RunReport (top-level counts are the sums; one section
+ * per destination under `destinations`), plus the plan when it was a dry run.
+ * `destination` is the URL when there is one destination.
+ */
 export function jsonReport(report: RunReport, extra: { destination: string; dryRun: boolean; plan?: readonly PlannedItem[] }): string {
-  const out: Record<string, unknown> = { ...report, destination: extra.destination, dryRun: extra.dryRun };
+  const several = (report.destinations?.length ?? 1) > 1;
+  const out: Record<string, unknown> = { ...report, ...(several ? {} : { destination: extra.destination }), dryRun: extra.dryRun };
   if (extra.plan) out.plan = extra.plan;
   return JSON.stringify(out);
 }
 
+/** The report for people: with several destinations, one section each, then the totals. */
 export function textReport(report: RunReport, extra: { destination: string; dryRun: boolean; planned?: readonly PlannedItem[] }): string {
+  const sections = report.destinations ?? [];
+  if (sections.length <= 1) return oneDestination(report, extra);
+  const lines: string[] = [];
+  for (const s of sections) {
+    lines.push(`== ${s.name !== undefined ? `${s.name} (${s.destination})` : s.destination}`);
+    const planned = extra.planned?.filter((p) => p.destination === s.destination);
+    lines.push(oneDestination(s, { destination: s.destination, dryRun: extra.dryRun, ...(planned ? { planned } : {}) }, '  '));
+  }
+  const u = report.uploads;
+  const failedOnes = sections.filter((s) => s.status !== 'completed').map((s) => s.name ?? s.destination);
+  lines.push(
+    `${report.status} on ${sections.length} destinations: ${u.completed} uploaded (${formatBytes(report.bytes)}), ${u.skipped} unchanged, ${u.recovered} recovered, ${u.failed} failed, ${u.partial} partial — ${formatDuration(report.durationMs)}`,
+  );
+  if (failedOnes.length > 0 && !extra.dryRun) lines.push(`not completed: ${failedOnes.join(', ')}; the others are unaffected. Run the same command again to retry.`);
+  return lines.join('\n');
+}
+
+function oneDestination(report: RunReport, extra: { destination: string; dryRun: boolean; planned?: readonly PlannedItem[] }, indent = ''): string {
   const lines: string[] = [];
   const u = report.uploads;
   if (extra.dryRun) {
@@ -57,5 +83,5 @@ export function textReport(report: RunReport, extra: { destination: string; dryR
     if (u.failed > 0 || u.partial > 0) lines.push('Run the same command again to retry the failed items.');
   }
   if (report.status === 'cancelled') lines.push('Cancelled: the ledger is consistent; run the same command again to continue.');
-  return lines.join('\n');
+  return lines.map((l) => (l === '' ? l : indent + l)).join('\n');
 }

@@ -26,6 +26,8 @@ export interface FileResult {
 }
 
 export interface ReportError {
+  /** The destination (URL) the error belongs to, in a report of several destinations. */
+  readonly destination?: string;
   readonly key: string;
   readonly code: string;
   readonly message: string;
@@ -49,7 +51,63 @@ export interface RunReport {
   /** Present when the command may delete (sync, cleanup). */
   deletes?: { completed: number; failed: number; partial: number; refused: number };
   /** Notes that are not errors: skipped symlinks, files that changed and were re-queued, ... */
-  notes?: { key: string; note: string }[];
+  notes?: { destination?: string; key: string; note: string }[];
+  /**
+   * One section per destination, each with the counts above for that
+   * destination alone; the top-level counts are their sums. Present on every
+   * push/sync report (a single destination gives one section).
+   */
+  destinations?: DestinationReport[];
+}
+
+/** One destination's part of a run: its own status, counts, errors and notes. */
+export interface DestinationReport extends Omit<RunReport, 'destinations'> {
+  /** The destination URL (credentials removed). */
+  readonly destination: string;
+  /** Its name in the configuration file, if it came from one. */
+  readonly name?: string;
+  /** The ledger's run id for this destination's part (undefined in a dry run). */
+  readonly runId?: number;
+}
+
+/**
+ * The status of a run over several destinations: cancelled if any part was
+ * cancelled, completed if all completed, failed if all failed, else partial
+ * (some destination did its work, another did not).
+ */
+export function combineStatuses(statuses: readonly RunReport['status'][]): RunReport['status'] {
+  if (statuses.includes('cancelled')) return 'cancelled';
+  if (statuses.every((s) => s === 'completed')) return 'completed';
+  if (statuses.every((s) => s === 'failed')) return 'failed';
+  return 'partial';
+}
+
+/** Sums destination sections into one run report (the sections are kept under `destinations`). */
+export function combineReports(sections: readonly DestinationReport[], durationMs: number): RunReport {
+  const uploads = emptyCounts();
+  let bytes = 0;
+  const errors: ReportError[] = [];
+  const notes: { destination?: string; key: string; note: string }[] = [];
+  let deletes: RunReport['deletes'];
+  const tag = sections.length > 1;
+  for (const s of sections) {
+    for (const k of Object.keys(uploads) as (keyof UploadCounts)[]) uploads[k] += s.uploads[k];
+    bytes += s.bytes;
+    for (const e of s.errors) errors.push(tag ? { destination: s.destination, ...e } : e);
+    for (const n of s.notes ?? []) notes.push(tag ? { destination: s.destination, ...n } : n);
+    if (s.deletes) {
+      deletes ??= { completed: 0, failed: 0, partial: 0, refused: 0 };
+      deletes.completed += s.deletes.completed;
+      deletes.failed += s.deletes.failed;
+      deletes.partial += s.deletes.partial;
+      deletes.refused += s.deletes.refused;
+    }
+  }
+  const report: RunReport = { status: combineStatuses(sections.map((s) => s.status)), uploads, bytes, durationMs, errors };
+  if (deletes) report.deletes = deletes;
+  if (notes.length > 0) report.notes = notes;
+  report.destinations = [...sections];
+  return report;
 }
 
 export function emptyCounts(): UploadCounts {

@@ -2,9 +2,15 @@
 // renderer, the HTTP service's SSE, a library user's progress bar.
 
 import { EventEmitter } from 'node:events';
-import type { FileOutcome, RunReport } from '../core/report.js';
+import type { DestinationReport, FileOutcome, RunReport } from '../core/report.js';
 
-export interface RunEventMap {
+/**
+ * The events, by name. Every payload may carry `destination` (the URL): a run
+ * over several destinations tags each event with the one it concerns.
+ */
+export type RunEventMap = { readonly [K in keyof BaseEventMap]: BaseEventMap[K] & { readonly destination?: string } };
+
+interface BaseEventMap {
   'run:start': { readonly runId: number | null; readonly command: string; readonly source: string | null; readonly destination: string; readonly dryRun: boolean };
   'step:start': { readonly step: string };
   'step:done': { readonly step: string; readonly action: 'continue' | 'abort'; readonly durationMs: number };
@@ -21,12 +27,21 @@ export interface RunEventMap {
   'file:skipped': { readonly key: string; readonly reason: string };
   'run:notice': { readonly level: 'info' | 'warn'; readonly message: string };
   'run:done': { readonly report: RunReport };
+  /** One destination's part of the run begins (runs over several destinations emit one per destination). */
+  'destination:start': { readonly destination: string; readonly name?: string; readonly runId: number | null };
+  /** One destination's part is over; `report` is its section. */
+  'destination:done': { readonly destination: string; readonly report: DestinationReport };
 }
 
 export type RunEventName = keyof RunEventMap;
 
 /** A small typed facade over EventEmitter. Listeners must not throw; if one does, the error is reported, not propagated. */
 export class RunEvents {
+  /** Forwards every event to `target`, tagged with `destination`; the events that frame the whole run (run:start, run:done) are not forwarded. */
+  static tagged(target: RunEvents, destination: string): RunEvents {
+    return new TaggedEvents(target, destination);
+  }
+
   readonly #emitter = new EventEmitter({ captureRejections: false });
 
   constructor() {
@@ -49,5 +64,22 @@ export class RunEvents {
 
   listenerCount(name: RunEventName): number {
     return this.#emitter.listenerCount(name);
+  }
+}
+
+class TaggedEvents extends RunEvents {
+  readonly #target: RunEvents;
+  readonly #destination: string;
+
+  constructor(target: RunEvents, destination: string) {
+    super();
+    this.#target = target;
+    this.#destination = destination;
+  }
+
+  override emit<K extends RunEventName>(name: K, payload: RunEventMap[K]): void {
+    super.emit(name, payload);
+    if (name === 'run:start' || name === 'run:done') return;
+    this.#target.emit(name, { ...payload, destination: this.#destination });
   }
 }

@@ -345,16 +345,22 @@ export class KyselyLedger implements Ledger {
 
   /**
    * A success (error null) sets last_upload_at and resets the failure streak;
-   * a failure keeps last_upload_at (the last time it worked) and counts up.
+   * a run with failures counts the streak up and keeps last_upload_at (the
+   * last time an upload worked) unless some of its uploads did complete.
    */
-  async recordDestinationHealth(destinationId: number, input: { at: number; status: string; error: string | null }): Promise<void> {
+  async recordDestinationHealth(destinationId: number, input: { at: number; status: string; error: string | null; uploaded?: boolean }): Promise<void> {
     await this.#write(async (trx) => {
       const q = trx.updateTable('destinations').where('id', '=', destinationId);
       if (input.error === null) {
         await q.set({ last_upload_at: input.at, last_status: input.status, last_error: null, consecutive_failures: 0 }).execute();
       } else {
         await q
-          .set({ last_status: input.status, last_error: input.error, consecutive_failures: plusOne('consecutive_failures') })
+          .set({
+            ...(input.uploaded === true ? { last_upload_at: input.at } : {}),
+            last_status: input.status,
+            last_error: input.error,
+            consecutive_failures: plusOne('consecutive_failures'),
+          })
           .execute();
       }
     });

@@ -130,7 +130,7 @@ export interface Ledger {
   ensureDestination(url: string, kind: string): Promise<DestinationRow>;
   getDestination(url: string): Promise<DestinationRow | undefined>;
   listDestinations(): Promise<DestinationRow[]>;
-  recordDestinationHealth(destinationId: number, input: { at: number; status: string; error: string | null }): Promise<void>;
+  recordDestinationHealth(destinationId: number, input: { at: number; status: string; error: string | null; uploaded?: boolean }): Promise<void>;
 
   // runs
   startRun(input: StartRunInput): Promise<RunRow>;

@@ -29,6 +29,7 @@ import type { ObjectRow } from '../core/types.js';
 import { Cancellation } from '../engine/cancellation.js';
 import { RunEvents } from '../engine/events.js';
 import { Limiter } from '../engine/limiter.js';
+import { DestinationBreaker } from './breaker.js';
 import { withRetry } from '../engine/retry.js';
 import { FileHasher } from '../scan/hasher.js';
 import { compareKeys } from '../scan/key-order.js';
@@ -248,6 +249,8 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
         events,
         stepErrors,
         scanErrorPrefixes: [],
+        requests: new Limiter(session.transfers),
+        breaker: new DestinationBreaker(),
       };
       await deleteStep().run(ctx, { abortedBy: undefined });
       acc.done.deleted = deletes.completed;

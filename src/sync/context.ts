@@ -4,12 +4,21 @@
 import type { Backend } from '../backends/backend.js';
 import type { DestinationRow } from '../core/types.js';
 import type { Cancellation } from '../engine/cancellation.js';
+import type { Limiter } from '../engine/limiter.js';
 import type { RunEvents } from '../engine/events.js';
 import type { PipelineContext, StepError } from '../engine/pipeline.js';
 import type { RetryPolicy } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { Matcher } from '../scan/ignore.js';
+import type { DestinationBreaker } from './breaker.js';
 import type { RunTally } from './tally.js';
+
+/** What the rules of a run may look at to choose the destinations of a file. */
+export interface FileFacts {
+  readonly key: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+}
 
 export type SyncMode = 'incremental' | 'all';
 
@@ -101,4 +110,10 @@ export interface SyncContext extends PipelineContext {
   readonly stepErrors: StepError[];
   /** Source directories whose scan failed (key prefixes ending in "/"): no deletes under them. */
   readonly scanErrorPrefixes: string[];
+  /** Which source files go to this destination (rules); undefined: all. A file not selected is treated like an excluded one. */
+  readonly select?: (file: FileFacts) => boolean;
+  /** Request slots shared by every destination of the run: `transfers` bounds the whole run, and so its memory. */
+  readonly requests: Limiter;
+  /** Opens after consecutive destination-level failures; then the rest fail at once. */
+  readonly breaker: DestinationBreaker;
 }

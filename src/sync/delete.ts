@@ -25,6 +25,12 @@ export function deleteStep(options: { backup?: Backend } = {}): Step<SyncContext
       if (ctx.settings.dryRun || !ctx.destination) return 'continue';
       // A run whose deletions were refused (cap, empty source) deletes nothing at all.
       if (ctx.stepErrors.some((e) => e.code === 'HOLDFAST_E_DELETE_REFUSED')) return 'continue';
+      // A destination that stopped answering: the deletions stay planned (delete_pending) for the next run.
+      const down = ctx.breaker.openError;
+      if (down !== undefined) {
+        ctx.stepErrors.push({ step: 'delete', key: '', code: down.code, message: `deletions not attempted: ${down.message}` });
+        return 'continue';
+      }
       const destinationId = ctx.destination.id;
       const { settings, cancellation } = ctx;
       const writer = new OutcomeWriter(ctx.ledger, ctx.runId, { batch: settings.outcomeBatch, flushMs: settings.outcomeFlushMs, retry: settings.retry });

@@ -1,5 +1,6 @@
 // The finalize step (always runs): derives the run's status from the tally,
-// writes the run row and the destination's health, and emits run:done.
+// writes the run row and the destination's health, and hands the report on
+// (the caller emits run:done once the whole run, every destination, is over).
 
 import { deriveRunStatus, type RunReport } from '../core/report.js';
 import type { Step, StepAction } from '../engine/pipeline.js';
@@ -37,12 +38,14 @@ export function finalizeStep(onReport: (r: RunReport) => void): Step<SyncContext
         const { errors: _errors, notes: _notes, ...summary } = report;
         try {
           await ctx.ledger.finishRun(ctx.runId, report.status, summary);
-          if (ctx.destination && (report.uploads.completed > 0 || report.uploads.failed > 0)) {
-            const firstError = report.errors[0];
+          const down = ctx.breaker.openError;
+          if (ctx.destination && (report.uploads.completed > 0 || report.uploads.failed > 0 || down !== undefined)) {
+            const firstError = down ?? report.errors[0];
             await ctx.ledger.recordDestinationHealth(ctx.destination.id, {
               at: Date.now(),
               status: report.status,
               error: firstError ? `${firstError.code}: ${firstError.message}` : null,
+              uploaded: report.uploads.completed > 0,
             });
           }
         } catch (e) {
@@ -51,7 +54,6 @@ export function finalizeStep(onReport: (r: RunReport) => void): Step<SyncContext
         }
       }
       onReport(report);
-      ctx.events.emit('run:done', { report });
       return 'continue';
     },
   };

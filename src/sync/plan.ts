@@ -52,11 +52,20 @@ export const planStep: Step<SyncContext> = {
     const hasher = new FileHasher(ctx.ledger, { useCache: settings.mode !== 'all' && !settings.force, store: !settings.dryRun });
     const forget: ObjectRow[] = [];
     const deletions: PlannedDelete[] = [];
+    const notSelected = new Set<string>();
     let sourceFiles = 0;
     let batch: Candidate[] = [];
 
-    for await (const { key, file, row } of mergeJoin(files, rows)) {
+    for await (const joined of mergeJoin(files, rows)) {
       if (ctx.cancellation.stopping.aborted) break;
+      const { key, row } = joined;
+      let file = joined.file;
+      // Not for this destination (rules): like an excluded file — not sent, and its old copy kept unless --delete-excluded.
+      if (file && ctx.select && !ctx.select(file)) {
+        notSelected.add(key);
+        file = undefined;
+        if (!row) continue;
+      }
       if (file) sourceFiles++;
       const change = classifyChange(file, row, mode);
       switch (change.kind) {
@@ -103,7 +112,7 @@ export const planStep: Step<SyncContext> = {
         });
       }
     }
-    if (ctx.deletion && !ctx.cancellation.stopping.aborted) await planDeletions(ctx, deletions, sourceFiles);
+    if (ctx.deletion && !ctx.cancellation.stopping.aborted) await planDeletions(ctx, deletions, sourceFiles, notSelected);
     events.emit('plan:ready', { files: ctx.plan.files, bytes: ctx.plan.bytes, skipped: tally.counts.skipped });
     return 'continue';
   },
@@ -114,7 +123,7 @@ export const planStep: Step<SyncContext> = {
  * be deleted as delete_pending. Nothing is deleted here: the delete step runs
  * after every upload of the run has finished.
  */
-async function planDeletions(ctx: SyncContext, candidates: PlannedDelete[], sourceFiles: number): Promise<void> {
+async function planDeletions(ctx: SyncContext, candidates: PlannedDelete[], sourceFiles: number, notSelected: ReadonlySet<string>): Promise<void> {
   const policy = ctx.deletion;
   if (!policy || !ctx.destination) return;
   const { tally, events, settings } = ctx;
@@ -125,7 +134,8 @@ async function planDeletions(ctx: SyncContext, candidates: PlannedDelete[], sour
 
   // Files still on disk but excluded now are kept unless asked (rclone's --delete-excluded).
   let wanted = candidates;
-  if (!policy.deleteExcluded) wanted = wanted.filter((d) => !excludesPath(ctx.exclude, d.key));
+  // So are files the rules send elsewhere.
+  if (!policy.deleteExcluded) wanted = wanted.filter((d) => !excludesPath(ctx.exclude, d.key) && !notSelected.has(d.key));
   // A directory whose scan failed may hide files: never delete under it.
   const doubtful = wanted.filter((d) => ctx.scanErrorPrefixes.some((p) => d.key.startsWith(p)));
   if (doubtful.length > 0) {

@@ -25,6 +25,11 @@ export const recoverStep: Step<SyncContext> = {
     const live = rows.length - stale.length;
     if (live > 0) ctx.events.emit('run:notice', { level: 'info', message: `${live} item(s) are being worked on by another live run; leaving them to it` });
     if (stale.length === 0) return 'continue';
+    if (ctx.breaker.openError !== undefined) {
+      // The destination cannot be asked now; the rows stay as they are for the next run.
+      ctx.events.emit('run:notice', { level: 'warn', message: `${stale.length} interrupted item(s) left for the next run: the destination is not reachable` });
+      return 'continue';
+    }
     if (ctx.settings.dryRun) {
       ctx.events.emit('run:notice', { level: 'info', message: `${stale.length} interrupted item(s) would be resolved by asking the destination` });
       return 'continue';

@@ -1,22 +1,32 @@
-// Running a transfer: opens the destination and the ledger, builds the shared
-// context, and runs the pipeline recover → plan → upload [→ delete] → finalize.
-// `push` (src/sync/push.ts) and `sync` (src/sync/sync.ts) are the two ways in.
+// Running a transfer: opens the destinations and the ledger, builds each
+// destination's context, and runs the pipeline recover → plan → upload
+// [→ delete] → finalize once per destination, all at the same time (DESIGN §6
+// "Many destinations"). `push` (src/sync/push.ts) and `sync` (src/sync/sync.ts)
+// are the two ways in.
+//
+// Fan-out: every (destination, key) row is independent; the destinations share
+// the ledger, the owner, the cancellation and the request slots (so
+// `transfers` bounds the whole run, and its memory), and nothing else. A
+// destination that cannot be reached, or stops answering mid-run, fails its
+// own items only; the run's status is then partial.
 
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { BackendOptions } from '../backends/backend.js';
+import type { Backend, BackendOptions } from '../backends/backend.js';
 import { openBackend } from '../backends/registry.js';
 import { HoldfastError, classifyError } from '../core/errors.js';
-import type { RunReport } from '../core/report.js';
+import { combineReports, type DestinationReport, type RunReport } from '../core/report.js';
 import { Cancellation } from '../engine/cancellation.js';
 import { RunEvents } from '../engine/events.js';
+import { Limiter } from '../engine/limiter.js';
 import { Pipeline, type StepError } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { defaultStateDir, openLedger } from '../ledger/open.js';
-import { compileExcludes } from '../scan/ignore.js';
-import { DEFAULT_SETTINGS, type DeletionPolicy, type SyncContext, type SyncSettings } from './context.js';
+import { compileExcludes, type Matcher } from '../scan/ignore.js';
+import { DestinationBreaker } from './breaker.js';
+import { DEFAULT_SETTINGS, type DeletionPolicy, type FileFacts, type SyncContext, type SyncSettings } from './context.js';
 import { deleteStep } from './delete.js';
 import { finalizeStep } from './finalize.js';
 import { makeOwner, registerOwner } from './owner.js';
@@ -25,24 +35,41 @@ import { recoverStep } from './recover.js';
 import { RunTally } from './tally.js';
 import { uploadStep } from './upload.js';
 
+export type { FileFacts } from './context.js';
+
+/** One destination of a run, with its own backend settings and rules. */
+export interface DestinationSpec {
+  /** file:///path, s3://bucket/prefix, azure://container/prefix, gdrive://folder-id */
+  readonly url: string;
+  /** A name to show in reports (from the configuration file). */
+  readonly name?: string;
+  /** Backend settings for this destination (override the run's `backendOptions`). */
+  readonly backendOptions?: BackendOptions;
+  /** Which source files go to this destination; default: all. Files not selected are treated like excluded ones. */
+  readonly select?: (file: FileFacts) => boolean;
+}
+
 export interface TransferOptions extends Partial<SyncSettings> {
   /** The local directory to copy. */
   readonly source: string;
-  /** Destination URL: file:///path, s3://bucket/prefix. */
-  readonly destination: string;
+  /** Destination URL: file:///path, s3://bucket/prefix, azure://container/prefix, gdrive://folder-id. */
+  readonly destination?: string;
+  /** Several destinations (fan-out), each tracked and retried on its own; instead of, or besides, `destination`. */
+  readonly destinations?: readonly (string | DestinationSpec)[];
   /** An open ledger to use (the caller keeps ownership); else one is opened in `stateDir`. */
   readonly ledger?: Ledger;
   /** Directory of the SQLite ledger (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast). */
   readonly stateDir?: string;
   /** Glob patterns to leave out (gitignore-like); `.holdfastignore` in the source root is read too. */
   readonly exclude?: readonly string[];
+  /** Backend settings for every destination (a DestinationSpec's own options win). */
   readonly backendOptions?: BackendOptions;
   /** Aborts in-flight transfers at once (a multipart upload stays resumable). */
   readonly signal?: AbortSignal;
   /** Stops starting new work; in-flight transfers get `drainMs` to finish. */
   readonly stopSignal?: AbortSignal;
   readonly drainMs?: number;
-  /** Receives the run's events (progress, per-file results). */
+  /** Receives the run's events (progress, per-file results); with several destinations each event carries `destination`. */
   readonly events?: RunEvents;
 }
 
@@ -65,31 +92,66 @@ export interface TransferKind {
   readonly backupUrl?: string;
 }
 
+/** The destinations of `options`, as specs, in the order given; at least one, no URL twice. */
+export function destinationSpecs(options: Pick<TransferOptions, 'destination' | 'destinations'>): DestinationSpec[] {
+  const specs: DestinationSpec[] = [];
+  if (options.destination !== undefined) specs.push({ url: options.destination });
+  for (const d of options.destinations ?? []) specs.push(typeof d === 'string' ? { url: d } : d);
+  if (specs.length === 0) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: 'no destination given' });
+  return specs;
+}
+
+interface OpenDestination {
+  readonly spec: DestinationSpec;
+  readonly backend: Backend;
+  /** Why ensureReady failed (only kept when the run has other destinations). */
+  notReady?: HoldfastError;
+}
+
 export async function runTransfer(options: TransferOptions, kind: TransferKind): Promise<RunReport> {
   const settings = pickSettings(options);
   checkSettings(settings);
+  const specs = destinationSpecs(options);
   const sourceRoot = resolve(options.source);
   const st = await stat(sourceRoot).catch(() => undefined);
   if (!st?.isDirectory()) throw new HoldfastError('HOLDFAST_E_SOURCE_MISSING', { path: options.source });
   const exclude = compileExcludes([...(options.exclude ?? [])], { ignoreFile: join(sourceRoot, '.holdfastignore') });
+  if (kind.backupUrl !== undefined && specs.length > 1) {
+    throw new HoldfastError('HOLDFAST_E_USAGE', { detail: '--backup-dir works with one destination; run sync once per destination to keep a backup of each' });
+  }
 
-  const backend = await openBackend(options.destination, options.backendOptions);
-  const backup = kind.backupUrl !== undefined ? await openBackend(kind.backupUrl, options.backendOptions) : undefined;
+  const startedAt = Date.now();
+  const opened: OpenDestination[] = [];
+  let backup: Backend | undefined;
   let ledger = options.ledger;
   const ownsLedger = ledger === undefined;
   const cancellation = new Cancellation({ signal: options.signal, stopSignal: options.stopSignal, drainMs: options.drainMs });
   let unregister: (() => void) | undefined;
   try {
-    for (const b of backup ? [backend, backup] : [backend]) {
-      await withRetry(() => b.ensureReady({ signal: cancellation.signal, readOnly: settings.dryRun }), {
-        policy: settings.retry,
-        signal: cancellation.signal,
-        fallback: 'HOLDFAST_E_DEST_UNREACHABLE',
-      }).catch((e: unknown) => {
-        const err = classifyError(e, 'HOLDFAST_E_DEST_UNREACHABLE');
-        // A per-file code here means the destination as a whole cannot be used.
-        throw err.exitCode === 2 ? new HoldfastError('HOLDFAST_E_DEST_UNREACHABLE', { detail: `${b.url}: ${err.message}` }, { cause: err }) : err;
-      });
+    for (const spec of specs) {
+      const backend = await openBackend(spec.url, { ...options.backendOptions, ...spec.backendOptions });
+      if (opened.some((o) => o.backend.url === backend.url)) {
+        await backend.close().catch(() => undefined);
+        throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `destination ${backend.url} is given twice` });
+      }
+      opened.push({ spec, backend });
+    }
+    if (kind.backupUrl !== undefined) backup = await openBackend(kind.backupUrl, options.backendOptions);
+    const fanOut = opened.length > 1;
+    await Promise.all(
+      [...opened.map((o) => ({ o, b: o.backend })), ...(backup ? [{ o: undefined, b: backup }] : [])].map(async ({ o, b }) => {
+        try {
+          await ensureReady(b, settings, cancellation);
+        } catch (e) {
+          // One destination down never stops the others; alone, it stops the run.
+          if (!fanOut || o === undefined || classifyError(e).code === 'HOLDFAST_E_CANCELLED') throw e;
+          o.notReady = classifyError(e);
+        }
+      }),
+    );
+    if (opened.every((o) => o.notReady !== undefined)) {
+      const first = opened[0]?.notReady;
+      if (first) throw first;
     }
     if (ledger === undefined) {
       const stateDir = options.stateDir ?? defaultStateDir();
@@ -98,50 +160,118 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
       // A locked ledger (another run migrating or writing) is waited for, with backoff.
       ledger = await withRetry(() => openLedger(inMemory ? { inMemory: true } : { stateDir }), { policy: settings.retry, signal: cancellation.signal, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
     }
-    const open = ledger;
-    const ledgerRetry = { policy: settings.retry, signal: cancellation.signal, fallback: 'HOLDFAST_E_LEDGER_WRITE' as const };
-    const destination = settings.dryRun
-      ? await open.getDestination(backend.url)
-      : await withRetry(() => open.ensureDestination(backend.url, backend.kind), ledgerRetry);
     const owner = makeOwner();
     unregister = registerOwner(owner);
-    const command = kind.command;
-    const run = settings.dryRun ? undefined : await withRetry(() => open.startRun({ command, destinationId: destination?.id ?? null, source: sourceRoot, owner }), ledgerRetry);
     const events = options.events ?? new RunEvents();
-    const stepErrors: StepError[] = [];
-    const ctx: SyncContext = {
-      command,
+    const shared: SharedRun = {
+      ledger,
+      kind,
+      settings,
       sourceRoot,
       exclude,
-      backend,
-      ledger,
-      destination,
-      runId: run?.id ?? null,
       owner,
-      settings,
-      tally: new RunTally(),
-      deletes: { completed: 0, failed: 0, partial: 0, refused: 0 },
-      deletion: kind.deletion,
-      plan: { files: 0, bytes: 0, keys: new Set() },
-      startedAt: Date.now(),
       cancellation,
+      requests: new Limiter(settings.transfers),
       events,
-      stepErrors,
-      scanErrorPrefixes: [],
+      backup,
+      tagEvents: fanOut,
     };
-    events.emit('run:start', { runId: ctx.runId, command, source: sourceRoot, destination: backend.url, dryRun: settings.dryRun });
-    let report: RunReport | undefined;
-    const steps = kind.deletion ? [recoverStep, planStep, uploadStep, deleteStep(backup ? { backup } : {})] : [recoverStep, planStep, uploadStep];
-    await new Pipeline<SyncContext>([...steps, finalizeStep((r) => (report = r))]).run(ctx);
-    if (report === undefined) throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: 'the run ended without a report' });
+    events.emit('run:start', { runId: null, command: kind.command, source: sourceRoot, destination: opened.map((o) => o.backend.url).join(' '), dryRun: settings.dryRun });
+    const sections = await Promise.all(opened.map((o) => runDestination(shared, o)));
+    const report = combineReports(sections, Date.now() - startedAt);
+    events.emit('run:done', { report });
     return report;
   } finally {
     unregister?.();
     cancellation.dispose();
-    await backend.close().catch(() => undefined);
+    for (const o of opened) await o.backend.close().catch(() => undefined);
     await backup?.close().catch(() => undefined);
     if (ownsLedger) await ledger?.close().catch(() => undefined);
   }
+}
+
+/** Checks a destination can be used, with retries; a per-file error code here means the whole destination cannot be used. */
+async function ensureReady(b: Backend, settings: SyncSettings, cancellation: Cancellation): Promise<void> {
+  await withRetry(() => b.ensureReady({ signal: cancellation.signal, readOnly: settings.dryRun }), {
+    policy: settings.retry,
+    signal: cancellation.signal,
+    fallback: 'HOLDFAST_E_DEST_UNREACHABLE',
+  }).catch((e: unknown) => {
+    const err = classifyError(e, 'HOLDFAST_E_DEST_UNREACHABLE');
+    throw err.exitCode === 2 ? new HoldfastError('HOLDFAST_E_DEST_UNREACHABLE', { detail: `${b.url}: ${err.message}` }, { cause: err }) : err;
+  });
+}
+
+/** What the destinations of one run share. */
+interface SharedRun {
+  readonly ledger: Ledger;
+  readonly kind: TransferKind;
+  readonly settings: SyncSettings;
+  readonly sourceRoot: string;
+  readonly exclude: Matcher;
+  readonly owner: string;
+  readonly cancellation: Cancellation;
+  readonly requests: Limiter;
+  readonly events: RunEvents;
+  readonly backup: Backend | undefined;
+  /** Several destinations: tag every event with its destination. */
+  readonly tagEvents: boolean;
+}
+
+/** One destination's pipeline; never throws for a destination-level failure (the section says failed). */
+async function runDestination(shared: SharedRun, o: OpenDestination): Promise<DestinationReport> {
+  const { ledger, settings, kind } = shared;
+  const backend = o.backend;
+  const ledgerRetry = { policy: settings.retry, signal: shared.cancellation.signal, fallback: 'HOLDFAST_E_LEDGER_WRITE' as const };
+  const destination = settings.dryRun
+    ? await ledger.getDestination(backend.url)
+    : await withRetry(() => ledger.ensureDestination(backend.url, backend.kind), ledgerRetry);
+  const run = settings.dryRun
+    ? undefined
+    : await withRetry(() => ledger.startRun({ command: kind.command, destinationId: destination?.id ?? null, source: shared.sourceRoot, owner: shared.owner }), ledgerRetry);
+  const events = shared.tagEvents ? RunEvents.tagged(shared.events, backend.url) : shared.events;
+  const breaker = new DestinationBreaker();
+  if (o.notReady) breaker.trip(o.notReady);
+  const ctx: SyncContext = {
+    command: kind.command,
+    sourceRoot: shared.sourceRoot,
+    exclude: shared.exclude,
+    backend,
+    ledger,
+    destination,
+    runId: run?.id ?? null,
+    owner: shared.owner,
+    settings,
+    tally: new RunTally(),
+    deletes: { completed: 0, failed: 0, partial: 0, refused: 0 },
+    deletion: kind.deletion,
+    plan: { files: 0, bytes: 0, keys: new Set() },
+    startedAt: Date.now(),
+    cancellation: shared.cancellation,
+    events,
+    stepErrors: [],
+    scanErrorPrefixes: [],
+    ...(o.spec.select ? { select: o.spec.select } : {}),
+    requests: shared.requests,
+    breaker,
+  };
+  shared.events.emit('destination:start', { destination: backend.url, ...(o.spec.name !== undefined ? { name: o.spec.name } : {}), runId: ctx.runId });
+  if (o.notReady) {
+    ctx.stepErrors.push({ step: 'ready', key: '', code: o.notReady.code, message: o.notReady.message });
+    events.emit('run:notice', { level: 'warn', message: `${backend.url}: ${o.notReady.message}; its files are queued in the ledger for the next run` });
+  }
+  let report: RunReport | undefined;
+  const steps = kind.deletion ? [recoverStep, planStep, uploadStep, deleteStep(shared.backup ? { backup: shared.backup } : {})] : [recoverStep, planStep, uploadStep];
+  await new Pipeline<SyncContext>([...steps, finalizeStep((r) => (report = r))]).run(ctx);
+  if (report === undefined) throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: 'the run ended without a report' });
+  const section: DestinationReport = {
+    destination: backend.url,
+    ...(o.spec.name !== undefined ? { name: o.spec.name } : {}),
+    ...(ctx.runId !== null ? { runId: ctx.runId } : {}),
+    ...report,
+  };
+  shared.events.emit('destination:done', { destination: backend.url, report: section });
+  return section;
 }
 
 /** The settings given in `options`, defaults for the rest (undefined does not override a default). */

@@ -31,7 +31,8 @@ export const uploadStep: Step<SyncContext> = {
     const { settings, cancellation } = ctx;
     const writer = new OutcomeWriter(ctx.ledger, ctx.runId, { batch: settings.outcomeBatch, flushMs: settings.outcomeFlushMs, retry: settings.retry });
     // Request slots bound memory: one slot holds at most one part (or one small file) in memory.
-    const requests = new Limiter(settings.transfers);
+    // They are shared by every destination of the run.
+    const requests = ctx.requests;
     const files = new Limiter(settings.transfers);
     const inflight = new Set<Promise<void>>();
     const leases = new LeaseKeeper(ctx);
@@ -104,6 +105,9 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
   let result: PutResult;
   let sentBytes = size;
   try {
+    // A destination that has stopped answering: fail at once, the next run retries.
+    const down = ctx.breaker.openError;
+    if (down !== undefined) throw down;
     if (row.sha256 === null || row.sourcePath === null || row.size === null) {
       throw new HoldfastError('HOLDFAST_E_INTERNAL', { detail: `planned row for "${key}" lacks its hash, path or size` });
     }
@@ -126,6 +130,7 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
       await writer.add({ objectId: row.id, attemptId, status: 'upload_pending', note: 'transfer aborted by cancellation' });
       return;
     }
+    ctx.breaker.failure(err);
     const nextAttemptAt = Date.now() + backoffDelay(settings.retry, row.attempt + 1);
     const w = await writer.add({ objectId: row.id, attemptId, status: 'upload_failed', errorCode: err.code, errorMessage: err.message, nextAttemptAt });
     if (w.state === 'failed') ctx.tally.note(key, `the failure could not be recorded in the ledger (${w.error.message}); the next run asks the destination`);
@@ -134,6 +139,7 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
     return;
   }
   transferDone();
+  ctx.breaker.success();
   // Outcome: the ledger may only now say completed (promise 3).
   const outcome: Outcome = { objectId: row.id, attemptId, status: 'upload_completed', etag: result.etag ?? null, versionId: result.versionId ?? null };
   const w = await writer.add(outcome);

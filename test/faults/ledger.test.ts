@@ -153,7 +153,7 @@ describe('push when the ledger fails', { concurrency: false }, () => {
       for (const [key, file] of tree) assert.equal((await fetchObject(client, bucket, `l/${key}`)).sha256, file.sha256, `${key} reached the server`);
 
       // What the CLI prints for this report: prominent, by key, and reassuring.
-      const text = textReport(first, { destination: options.destination, dryRun: false });
+      const text = textReport(first, { destination: options.destination ?? '', dryRun: false });
       assert.match(text, new RegExp(`NOTE: ${tree.size} file\\(s\\) reached the destination but the ledger could not record it`));
       assert.match(text, /No manual action is needed: the next run confirms them with the destination and sends nothing again\./);
       for (const key of tree.keys()) assert.ok(text.includes(key), `the text report names ${key}`);

@@ -1,4 +1,5 @@
-// `holdfast push <source-dir> <destination-url>`: copy new and changed files; never delete.
+// `holdfast push <source-dir> <destination-url>...`: copy new and changed files to one
+// or several destinations; never delete.
 
 import type { Command } from 'commander';
 import { push } from '../../sync/push.js';
@@ -8,9 +9,9 @@ import { addTransferOptions, runTransferCommand, transferOptionsFrom, type Trans
 export function registerPush(program: Command): void {
   const cmd = program
     .command('push')
-    .description('Copy new and changed files from a directory to a destination (never deletes).')
+    .description('Copy new and changed files from a directory to one or more destinations (never deletes).')
     .argument('<source-dir>', 'local directory to copy')
-    .argument('<destination-url>', 'file:///absolute/path or s3://bucket/prefix');
+    .argument('<destination-url...>', 'one or more of file:///absolute/path, s3://bucket/prefix, azure://container/prefix, gdrive://folder-id (several: each tracked and retried on its own)');
   addTransferOptions(cmd)
     .addHelpText(
       'after',
@@ -19,13 +20,15 @@ Examples:
   holdfast push ./photos file:///mnt/backup/photos
   holdfast push ./photos s3://my-bucket/photos --s3-endpoint http://127.0.0.1:9000
   holdfast push ./photos s3://my-bucket/photos --dry-run
+  holdfast push /var/backups s3://offsite/host1 azure://backups/host1   (fan-out: each destination on its own;
+      one that is down fails only its own files, the run reports partial, the next run finishes it)
 
 ${EXIT_CODES_HELP.trimStart()}
 
 Ctrl-C once stops starting new files and lets in-flight ones finish; twice aborts them
 (multipart uploads stay resumable).`,
     )
-    .action(async (source: string, destination: string, flags: TransferFlags) => {
+    .action(async (source: string, destination: string[], flags: TransferFlags) => {
       process.exitCode = await runTransferCommand(destination, flags, (extra) => push({ ...transferOptionsFrom(source, destination, flags), ...extra }));
     });
 }

@@ -17,9 +17,9 @@ interface SyncFlags extends TransferFlags {
 export function registerSync(program: Command): void {
   const cmd = program
     .command('sync')
-    .description('Make the destination a mirror of a directory: push, then delete objects whose files are gone (safely).')
+    .description('Make each destination a mirror of a directory: push, then delete objects whose files are gone (safely).')
     .argument('<source-dir>', 'local directory to mirror')
-    .argument('<destination-url>', 'file:///absolute/path or s3://bucket/prefix');
+    .argument('<destination-url...>', 'one or more of file:///absolute/path, s3://bucket/prefix, azure://container/prefix, gdrive://folder-id (several: each tracked and retried on its own)');
   addTransferOptions(cmd)
     .option('--max-delete <n|n%>', 'most deletions per run, a count or a percentage of tracked objects; above it nothing is deleted', '50%')
     .option('--allow-empty-source', 'allow deleting everything when the source directory is empty')
@@ -40,7 +40,7 @@ Examples:
 
 ${EXIT_CODES_HELP.trimStart()}`,
     )
-    .action(async (source: string, destination: string, flags: SyncFlags) => {
+    .action(async (source: string, destination: string[], flags: SyncFlags) => {
       process.exitCode = await runTransferCommand(destination, flags, (extra) =>
         sync({
           ...transferOptionsFrom(source, destination, flags),

@@ -69,10 +69,12 @@ export function backendOptionsFrom(flags: Pick<TransferFlags, 's3Endpoint' | 's3
   };
 }
 
-export function transferOptionsFrom(source: string, destination: string, flags: TransferFlags): TransferOptions {
+/** Transfer options from the command line; several destination URLs make a fan-out run. */
+export function transferOptionsFrom(source: string, destinations: string | readonly string[], flags: TransferFlags): TransferOptions {
+  const urls = typeof destinations === 'string' ? [destinations] : destinations;
   return {
     source,
-    destination,
+    ...(urls.length === 1 ? { destination: urls[0] } : { destinations: urls }),
     ...(flags.state !== undefined ? { stateDir: flags.state } : {}),
     dryRun: flags.dryRun === true,
     mode: flags.mode,
@@ -90,7 +92,7 @@ export function transferOptionsFrom(source: string, destination: string, flags: 
 
 /** Runs a transfer with progress, two-phase Ctrl-C, the report on stdout; returns the exit code. */
 export async function runTransferCommand(
-  destination: string,
+  destination: string | readonly string[],
   flags: TransferFlags,
   run: (extra: { events: RunEvents; signal: AbortSignal; stopSignal: AbortSignal }) => Promise<RunReport>,
 ): Promise<number> {
@@ -109,7 +111,7 @@ export async function runTransferCommand(
     signals.dispose();
   }
   detach();
-  const extra = { destination, dryRun: flags.dryRun === true };
+  const extra = { destination: typeof destination === 'string' ? destination : destination.join(' '), dryRun: flags.dryRun === true };
   if (flags.json) out(`${jsonReport(report, { ...extra, ...(flags.dryRun ? { plan: planned } : {}) })}\n`);
   else out(`${textReport(report, { ...extra, planned })}\n`);
   return exitCodeFor(report);
