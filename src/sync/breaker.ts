@@ -35,11 +35,8 @@ export class DestinationBreaker {
 
   /** Opens at once (the destination could not be reached before the run began). */
   trip(cause: HoldfastError): void {
-    this.#open = new HoldfastError(
-      'HOLDFAST_E_DEST_UNREACHABLE',
-      { detail: `${cause.code}: ${cause.message}; not tried in this run (the next run retries)` },
-      { cause },
-    );
+    const why = cause.code === 'HOLDFAST_E_DEST_UNREACHABLE' ? String(cause.details.detail ?? cause.message) : `${cause.code}: ${cause.message}`;
+    this.#open = new HoldfastError('HOLDFAST_E_DEST_UNREACHABLE', { detail: `${why}; not tried in this run (the next run retries)` }, { cause });
   }
 
   failure(err: HoldfastError): void {

@@ -6,6 +6,7 @@ import type { RunReport } from '../../src/core/report.js';
 
 /** What `--json` prints: the run report, the destination, and the plan of a dry run. */
 export interface JsonReport extends RunReport {
+  /** The destination URL, when the run had one (several: see `destinations`). */
   readonly destination: string;
   readonly dryRun: boolean;
   readonly plan?: { key: string; action: string; reason: string; size: number }[];
