@@ -17,11 +17,14 @@ import { EXIT, HoldfastError, classifyError } from '../core/errors.js';
 import { err } from './common.js';
 import { registerPush } from './commands/push.js';
 import { registerSync } from './commands/sync.js';
+import { registerWatch } from './commands/watch.js';
 import { registerPull } from './commands/pull.js';
 import { registerStatus } from './commands/status.js';
 import { registerHistory } from './commands/history.js';
 import { registerRuns } from './commands/runs.js';
 import { registerCheckAndCleanup } from './commands/cleanup.js';
+import { registerRun } from './commands/run.js';
+import { registerConfig } from './commands/config.js';
 
 /** The version in Holdfast's package.json, found by walking up from this file (the layout differs between dist/src and the bundle). */
 function packageVersion(): string {
@@ -50,11 +53,14 @@ export function buildProgram(): Command {
     .exitOverride();
   registerPush(program);
   registerSync(program);
+  registerWatch(program);
   registerPull(program);
   registerStatus(program);
   registerHistory(program);
   registerRuns(program);
   registerCheckAndCleanup(program);
+  registerRun(program);
+  registerConfig(program);
   return program;
 }
 

@@ -111,5 +111,7 @@ export interface SourceFile {
   readonly path: string;
   readonly size: number;
   readonly mtimeMs: number;
+  /** Status-change time: moves with renames and `touch -d` too (watch's quiet period looks at it). */
+  readonly ctimeMs?: number;
   readonly ino: number;
 }

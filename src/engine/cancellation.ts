@@ -9,6 +9,8 @@ export class Cancellation {
   readonly #stop = new AbortController();
   readonly #abort = new AbortController();
   #drainTimer: NodeJS.Timeout | undefined;
+  /** Removes the listeners on the linked signals (a long-lived caller such as watch links one per run). */
+  readonly #unlink = new AbortController();
 
   constructor(links: { signal?: AbortSignal; stopSignal?: AbortSignal; drainMs?: number } = {}) {
     const { signal, stopSignal, drainMs } = links;
@@ -16,11 +18,11 @@ export class Cancellation {
     setMaxListeners(0, this.#stop.signal, this.#abort.signal);
     if (signal) {
       if (signal.aborted) this.abort(signal.reason);
-      else signal.addEventListener('abort', () => this.abort(signal.reason), { once: true, signal: this.#abort.signal });
+      else signal.addEventListener('abort', () => this.abort(signal.reason), { once: true, signal: this.#unlink.signal });
     }
     if (stopSignal) {
       if (stopSignal.aborted) this.stop(drainMs);
-      else stopSignal.addEventListener('abort', () => this.stop(drainMs), { once: true, signal: this.#abort.signal });
+      else stopSignal.addEventListener('abort', () => this.stop(drainMs), { once: true, signal: this.#unlink.signal });
     }
   }
 
@@ -53,8 +55,10 @@ export class Cancellation {
     this.dispose();
   }
 
+  /** Ends the run's use of this object: clears the drain timer and unlinks the caller's signals. */
   dispose(): void {
     if (this.#drainTimer) clearTimeout(this.#drainTimer);
     this.#drainTimer = undefined;
+    this.#unlink.abort();
   }
 }

@@ -18,6 +18,8 @@ export interface FileFacts {
   readonly key: string;
   readonly size: number;
   readonly mtimeMs: number;
+  /** Status-change time, where the scan knows it. */
+  readonly ctimeMs?: number;
 }
 
 export type SyncMode = 'incremental' | 'all';
@@ -112,6 +114,8 @@ export interface SyncContext extends PipelineContext {
   readonly scanErrorPrefixes: string[];
   /** Which source files go to this destination (rules); undefined: all. A file not selected is treated like an excluded one. */
   readonly select?: (file: FileFacts) => boolean;
+  /** Files to leave for a later run (still being written); their rows are not touched. */
+  readonly defer?: (file: FileFacts) => boolean;
   /** Request slots shared by every destination of the run: `transfers` bounds the whole run, and so its memory. */
   readonly requests: Limiter;
   /** Opens after consecutive destination-level failures; then the rest fail at once. */

@@ -23,7 +23,7 @@ export function buildReport(ctx: SyncContext, aborted: boolean): RunReport {
     durationMs: Date.now() - ctx.startedAt,
     errors,
   };
-  if (ctx.command !== 'push') report.deletes = { ...ctx.deletes };
+  if (ctx.deletion !== undefined) report.deletes = { ...ctx.deletes };
   if (tally.notes.length > 0) report.notes = [...tally.notes];
   return report;
 }

@@ -60,6 +60,11 @@ export const planStep: Step<SyncContext> = {
       if (ctx.cancellation.stopping.aborted) break;
       const { key, row } = joined;
       let file = joined.file;
+      // Still changing (watch's quiet period): not this run's business at all, the row stays as it is.
+      if (file && ctx.defer?.(file)) {
+        sourceFiles++;
+        continue;
+      }
       // Not for this destination (rules): like an excluded file — not sent, and its old copy kept unless --delete-excluded.
       if (file && ctx.select && !ctx.select(file)) {
         notSelected.add(key);

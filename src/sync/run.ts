@@ -71,6 +71,8 @@ export interface TransferOptions extends Partial<SyncSettings> {
   readonly drainMs?: number;
   /** Receives the run's events (progress, per-file results); with several destinations each event carries `destination`. */
   readonly events?: RunEvents;
+  /** Files to leave alone in this run, for a later one (watch: still being written). Called once per destination. */
+  readonly defer?: (file: FileFacts) => boolean;
 }
 
 function checkSettings(s: SyncSettings): void {
@@ -175,6 +177,7 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
       events,
       backup,
       tagEvents: fanOut,
+      defer: options.defer,
     };
     events.emit('run:start', { runId: null, command: kind.command, source: sourceRoot, destination: opened.map((o) => o.backend.url).join(' '), dryRun: settings.dryRun });
     const sections = await Promise.all(opened.map((o) => runDestination(shared, o)));
@@ -216,6 +219,7 @@ interface SharedRun {
   readonly backup: Backend | undefined;
   /** Several destinations: tag every event with its destination. */
   readonly tagEvents: boolean;
+  readonly defer: ((file: FileFacts) => boolean) | undefined;
 }
 
 /** One destination's pipeline; never throws for a destination-level failure (the section says failed). */
@@ -252,6 +256,7 @@ async function runDestination(shared: SharedRun, o: OpenDestination): Promise<De
     stepErrors: [],
     scanErrorPrefixes: [],
     ...(o.spec.select ? { select: o.spec.select } : {}),
+    ...(shared.defer ? { defer: shared.defer } : {}),
     requests: shared.requests,
     breaker,
   };

@@ -1,0 +1,220 @@
+// `watch`: keeps pushing a directory as files appear and change. Each round is
+// an ordinary incremental push (to one or several destinations), so everything
+// the ledger promises holds round by round; watching only decides *when* to
+// run one:
+//
+// - file-system events (recursive fs.watch) start a round after a short
+//   batching delay, so a burst of writes becomes one round;
+// - a file is sent only once it has stopped changing: one whose mtime or
+//   ctime is within the quiet period is left for a later round, scheduled for
+//   when it will have been quiet long enough (this covers tools that write a
+//   temp file and rename it: the rename moves ctime, and temp names are
+//   excluded by default);
+// - a round with failures (a destination down) is followed by retry rounds
+//   with exponential backoff; the failed items wait in the ledger
+//   (upload_failed), so nothing is lost across a restart either;
+// - a periodic full round catches anything the events missed (inotify queue
+//   overflow, network file systems);
+// - stop (SIGINT/SIGTERM in the CLI) lets the running round drain and ends.
+
+import { watch as fsWatch, type FSWatcher } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { classifyError, HoldfastError } from '../core/errors.js';
+import type { RunReport } from '../core/report.js';
+import { RunEvents } from '../engine/events.js';
+import type { Ledger } from '../ledger/ledger.js';
+import { defaultStateDir, openLedger } from '../ledger/open.js';
+import { withRetry, DEFAULT_RETRY } from '../engine/retry.js';
+import type { FileFacts } from './context.js';
+import { destinationSpecs, runTransfer, type TransferOptions } from './run.js';
+
+/** Names that are, by convention, files still being written (excluded by default while watching). */
+export const TEMP_FILE_PATTERNS: readonly string[] = ['*.tmp', '*.temp', '*.part', '*.partial', '*.crdownload', '*.download', '*.swp', '*~', '.#*', '~$*', '.~lock.*'];
+
+export interface WatchOptions extends Omit<TransferOptions, 'dryRun'> {
+  /** A file is sent only after it has not changed for this long (default 2000 ms). */
+  readonly quietMs?: number;
+  /** After a file-system event, wait this long for more before starting a round (default 500 ms). */
+  readonly batchMs?: number;
+  /** A full round at least this often, events or not (default 60 s). */
+  readonly rescanMs?: number;
+  /** Retry rounds after failures back off from `retryBaseMs` (default 5 s) up to `retryMaxMs` (default 5 min). */
+  readonly retryBaseMs?: number;
+  readonly retryMaxMs?: number;
+  /** Leave the usual temp-file names (TEMP_FILE_PATTERNS) out (default true). */
+  readonly excludeTempFiles?: boolean;
+  /** Told after every round. */
+  readonly onRound?: (round: WatchRound) => void;
+  /** Told when a round could not run at all (all destinations down, ledger locked); watching goes on. */
+  readonly onRoundError?: (error: HoldfastError, retryInMs: number) => void;
+}
+
+export interface WatchRound {
+  /** 1-based. */
+  readonly round: number;
+  /** What started it. */
+  readonly reason: 'start' | 'change' | 'settle' | 'retry' | 'rescan';
+  readonly report: RunReport;
+  /** Files left for a later round because they changed within the quiet period. */
+  readonly settling: number;
+}
+
+export interface WatchSummary {
+  readonly rounds: number;
+  readonly uploaded: number;
+  readonly failedRounds: number;
+  /** The last round's report, if any round ran. */
+  readonly last?: RunReport;
+  /** Whether the watcher was stopped (rather than aborted mid-round). */
+  readonly stoppedCleanly: boolean;
+}
+
+/** Watches `options.source` and pushes to the destinations until `stopSignal` (or `signal`) fires. */
+export async function watch(options: WatchOptions): Promise<WatchSummary> {
+  const quietMs = options.quietMs ?? 2000;
+  const batchMs = options.batchMs ?? 500;
+  const rescanMs = options.rescanMs ?? 60_000;
+  const retryBaseMs = options.retryBaseMs ?? 5000;
+  const retryMaxMs = options.retryMaxMs ?? 300_000;
+  for (const [name, v] of Object.entries({ quietMs, batchMs, rescanMs, retryBaseMs, retryMaxMs })) {
+    if (!Number.isFinite(v) || v < 0) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `${name} must be a non-negative number of milliseconds, got ${v}` });
+  }
+  const specs = destinationSpecs(options);
+  const source = resolve(options.source);
+  const st = await stat(source).catch(() => undefined);
+  if (!st?.isDirectory()) throw new HoldfastError('HOLDFAST_E_SOURCE_MISSING', { path: options.source });
+  const exclude = [...(options.exclude ?? []), ...(options.excludeTempFiles === false ? [] : TEMP_FILE_PATTERNS)];
+
+  const stop = new AbortController();
+  const onStop = (): void => stop.abort();
+  options.stopSignal?.addEventListener('abort', onStop, { once: true });
+  options.signal?.addEventListener('abort', onStop, { once: true });
+  if (options.stopSignal?.aborted || options.signal?.aborted) stop.abort();
+
+  let ledger: Ledger | undefined = options.ledger;
+  const ownsLedger = ledger === undefined;
+  let watcher: FSWatcher | undefined;
+  let wake: (() => void) | undefined;
+  let dirty = false;
+  let lastEventAt = 0;
+  const nudge = (): void => {
+    dirty = true;
+    lastEventAt = Date.now();
+    wake?.();
+  };
+  let rounds = 0;
+  let uploaded = 0;
+  let failedRounds = 0;
+  let last: RunReport | undefined;
+  let stoppedCleanly = true;
+  try {
+    ledger ??= await withRetry(() => openLedger({ stateDir: options.stateDir ?? defaultStateDir() }), { policy: options.retry ?? DEFAULT_RETRY, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
+    try {
+      watcher = fsWatch(source, { recursive: true, persistent: false }, () => nudge());
+      watcher.on('error', () => {
+        // The watch is gone (directory removed, too many watches): the periodic rescan still runs.
+        watcher?.close();
+        watcher = undefined;
+      });
+    } catch {
+      watcher = undefined; // No recursive watch on this platform: rounds come from the rescan timer.
+    }
+
+    let reason: WatchRound['reason'] = 'start';
+    let failures = 0;
+    let nextSettleAt = Infinity;
+    let lastRoundAt = 0;
+    while (!stop.signal.aborted) {
+      // One round.
+      dirty = false;
+      let settling = 0;
+      let earliest = Infinity;
+      const roundStart = Date.now();
+      const quiet = (f: FileFacts): boolean => {
+        const changed = Math.max(f.mtimeMs, f.ctimeMs ?? 0);
+        if (roundStart - changed >= quietMs) return true;
+        settling++;
+        earliest = Math.min(earliest, changed + quietMs);
+        return false;
+      };
+      const { destination: _d, destinations: _ds, ...rest } = options;
+      rounds++;
+      try {
+        const report = await runTransfer(
+          { ...rest, destinations: specs, defer: (f) => !quiet(f), exclude, ledger, events: options.events ?? new RunEvents(), stopSignal: stop.signal, ...(options.signal ? { signal: options.signal } : {}) },
+          { command: 'watch' },
+        );
+        last = report;
+        uploaded += report.uploads.completed;
+        // Settling files were counted once per destination; say how many files.
+        const round: WatchRound = { round: rounds, reason, report, settling: Math.ceil(settling / Math.max(1, specs.length)) };
+        options.onRound?.(round);
+        if (report.status === 'cancelled') {
+          stoppedCleanly = !options.signal?.aborted;
+          break;
+        }
+        failures = report.status === 'completed' ? 0 : failures + 1;
+        if (failures > 0) failedRounds++;
+      } catch (e) {
+        const err = classifyError(e);
+        if (err.code === 'HOLDFAST_E_CANCELLED') {
+          stoppedCleanly = !options.signal?.aborted;
+          break;
+        }
+        // Usage errors will not fix themselves; everything else (destination down, ledger busy) is waited out.
+        if (err.exitCode === 1) throw err;
+        failures++;
+        failedRounds++;
+        options.onRoundError?.(err, retryDelay(failures, retryBaseMs, retryMaxMs));
+      }
+      lastRoundAt = Date.now();
+      nextSettleAt = earliest;
+
+      // Wait for the next reason to run.
+      const retryAt = failures > 0 ? lastRoundAt + retryDelay(failures, retryBaseMs, retryMaxMs) : Infinity;
+      for (;;) {
+        if (stop.signal.aborted) break;
+        const now = Date.now();
+        if (dirty && now - lastEventAt >= batchMs) {
+          reason = 'change';
+          break;
+        }
+        if (now >= nextSettleAt) {
+          reason = 'settle';
+          break;
+        }
+        if (now >= retryAt) {
+          reason = 'retry';
+          break;
+        }
+        if (now - lastRoundAt >= rescanMs) {
+          reason = 'rescan';
+          break;
+        }
+        const until = Math.min(dirty ? lastEventAt + batchMs : Infinity, nextSettleAt, retryAt, lastRoundAt + rescanMs) - now;
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, Math.max(5, Math.min(until, 2 ** 31 - 1)));
+          wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+          stop.signal.addEventListener('abort', wake, { once: true });
+        });
+        if (wake) stop.signal.removeEventListener('abort', wake);
+        wake = undefined;
+      }
+    }
+  } finally {
+    watcher?.close();
+    options.stopSignal?.removeEventListener('abort', onStop);
+    options.signal?.removeEventListener('abort', onStop);
+    if (ownsLedger) await ledger?.close().catch(() => undefined);
+  }
+  return { rounds, uploaded, failedRounds, ...(last ? { last } : {}), stoppedCleanly };
+}
+
+/** The wait before retry round `failures` (1-based): doubling from base, capped. */
+export function retryDelay(failures: number, baseMs: number, maxMs: number): number {
+  return Math.min(maxMs, baseMs * 2 ** Math.max(0, failures - 1));
+}

@@ -1,0 +1,141 @@
+// `watch` against real directories, a real S3 server behind the fault proxy
+// and the real ledger: new files are sent once they stop changing, a file
+// written under a temp name and renamed is sent under its final name only,
+// a destination outage is ridden out with retry rounds while the other
+// destination carries on, and stopping ends the watcher cleanly.
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { watch, type WatchRound, type WatchSummary } from '../../src/sync/watch.js';
+import { openLedger } from '../../src/ledger/open.js';
+import { startS3Server, s3TestEnv, testS3Client, type S3TestServer } from '../helpers/s3-server.js';
+import { FAULT_503, startProxy } from '../helpers/proxy.js';
+import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+
+for (const [k, v] of Object.entries(s3TestEnv('unused'))) if (k !== 'AWS_ENDPOINT_URL') process.env[k] = v;
+
+const fast = { retry: { attempts: 2, baseMs: 5, maxMs: 10 } };
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await delay(25);
+  }
+}
+
+describe('watch', () => {
+  let tmp: TempDir;
+  let server: S3TestServer;
+  let n = 0;
+  before(async () => {
+    tmp = await makeTempDir('holdfast-watch-');
+    server = await startS3Server();
+  });
+  after(async () => {
+    await server.stop();
+    await tmp.cleanup();
+  });
+
+  function dirs(): { src: string; dst: string; state: string } {
+    const base = join(tmp.path, `case${n++}`);
+    const src = join(base, 'src');
+    mkdirSync(src, { recursive: true });
+    return { src, dst: join(base, 'dst'), state: join(base, 'state') };
+  }
+
+  it('sends new files after their quiet period, never a temp name, and a growing file only once it is complete', async () => {
+    const { src, dst, state } = dirs();
+    writeFileSync(join(src, 'before.txt'), 'there before watch started');
+    const stop = new AbortController();
+    const rounds: WatchRound[] = [];
+    const running = watch({ source: src, destination: `file://${dst}`, stateDir: state, quietMs: 400, batchMs: 50, stopSignal: stop.signal, onRound: (r) => rounds.push(r), ...fast });
+    await until('the existing file', () => existsSync(join(dst, 'before.txt')));
+    assert.equal(rounds[0]?.reason, 'start');
+
+    // A backup tool's pattern: write under a temp name, slowly, then rename.
+    const tmpName = join(src, 'backup-1.tar.tmp');
+    for (let i = 0; i < 8; i++) {
+      appendFileSync(tmpName, Buffer.alloc(4096, i));
+      await delay(100);
+    }
+    renameSync(tmpName, join(src, 'backup-1.tar'));
+    // A file that keeps growing for longer than the quiet period, in small steps.
+    const growing = join(src, 'growing.log');
+    for (let i = 0; i < 10; i++) {
+      appendFileSync(growing, `line ${i}\n`);
+      await delay(100);
+    }
+    await until('the renamed backup and the finished log', () => existsSync(join(dst, 'backup-1.tar')) && existsSync(join(dst, 'growing.log')));
+    assert.equal(readFileSync(join(dst, 'backup-1.tar')).length, 8 * 4096, 'the whole backup, as renamed');
+    assert.equal(readFileSync(join(dst, 'growing.log'), 'utf8'), readFileSync(growing, 'utf8'), 'the log as it was when it stopped changing');
+    assert.ok(!existsSync(join(dst, 'backup-1.tar.tmp')), 'the temp name is never sent');
+    assert.ok(rounds.some((r) => r.settling > 0), 'some round saw a file still changing and left it for later');
+
+    stop.abort();
+    const summary: WatchSummary = await running;
+    assert.equal(summary.stoppedCleanly, true);
+    assert.deepEqual(listTree(dst), ['backup-1.tar', 'before.txt', 'growing.log']);
+
+    // Exactly one upload of the growing file: it was never sent half-written.
+    const ledger = await openLedger({ stateDir: state });
+    const dest = await ledger.getDestination(`file://${dst}`);
+    assert.ok(dest);
+    const completions = (await ledger.history(dest.id, 'growing.log')).filter((h) => h.toStatus === 'upload_completed');
+    assert.equal(completions.length, 1);
+    await ledger.close();
+  });
+
+  it('rides out a destination outage with retry rounds while the other destination carries on', async () => {
+    const { src, dst, state } = dirs();
+    await server.createBucket('watched');
+    const proxy = await startProxy({ target: server.endpoint });
+    const client = testS3Client(server.endpoint);
+    const stop = new AbortController();
+    const rounds: WatchRound[] = [];
+    const s3 = { url: 's3://watched/w', backendOptions: { s3Endpoint: proxy.endpoint } };
+    const running = watch({
+      source: src,
+      destinations: [`file://${dst}`, s3],
+      stateDir: state,
+      quietMs: 100,
+      batchMs: 50,
+      retryBaseMs: 200,
+      retryMaxMs: 400,
+      stopSignal: stop.signal,
+      onRound: (r) => rounds.push(r),
+      ...fast,
+    });
+    await until('the first round', () => rounds.length >= 1);
+    // The S3 destination goes down.
+    proxy.setFaults([{ rate: 1, faults: [FAULT_503] }]);
+    writeFileSync(join(src, 'dump.sql.gz'), 'nightly dump');
+    await until('the local copy', () => existsSync(join(dst, 'dump.sql.gz')));
+    await until('a round with the s3 failure', () => rounds.some((r) => r.report.destinations?.find((d) => d.destination === 's3://watched/w/')?.uploads.failed === 1));
+    const failedAt = rounds.length;
+    // Back up: a retry round (no new event needed) finishes it.
+    proxy.setFaults([]);
+    await until('a retry round that completes s3', () => rounds.slice(failedAt).some((r) => r.reason === 'retry' && r.report.status === 'completed'));
+    const head = await client.send(new HeadObjectCommand({ Bucket: 'watched', Key: 'w/dump.sql.gz' }));
+    assert.equal(head.ContentLength, 'nightly dump'.length);
+    const localRounds = rounds.map((r) => r.report.destinations?.find((d) => d.destination === `file://${dst}`)?.uploads.completed ?? 0);
+    assert.equal(
+      localRounds.reduce((a, b) => a + b, 0),
+      1,
+      'the local destination got the file once, and no retry round re-sent it',
+    );
+    stop.abort();
+    assert.equal((await running).stoppedCleanly, true);
+    await proxy.stop();
+  });
+
+  it('a missing source is refused at once; usage errors are not retried', async () => {
+    const { dst, state } = dirs();
+    await assert.rejects(watch({ source: join(tmp.path, 'nope'), destination: `file://${dst}`, stateDir: state }), /does not exist/);
+    await assert.rejects(watch({ source: tmp.path, destination: `file://${dst}`, stateDir: state, quietMs: -1 }), /quietMs/);
+  });
+});
