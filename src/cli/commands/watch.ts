@@ -3,7 +3,7 @@
 // destination outages; stop cleanly on Ctrl-C / SIGTERM.
 
 import type { Command } from 'commander';
-import { EXIT } from '../../core/errors.js';
+import { EXIT, HoldfastError } from '../../core/errors.js';
 import type { RunReport } from '../../core/report.js';
 import { RunEvents } from '../../engine/events.js';
 import { TEMP_FILE_PATTERNS, watch, type WatchRound } from '../../sync/watch.js';
@@ -64,7 +64,7 @@ multipart uploads stay resumable).`,
 }
 
 async function runWatch(source: string, destinations: string[], flags: WatchFlags): Promise<number> {
-  if (flags.dryRun) return failCommand(new Error('watch has no --dry-run; use push --dry-run to see what one round would send'), flags.json === true);
+  if (flags.dryRun) return failCommand(new HoldfastError('HOLDFAST_E_USAGE', { detail: 'watch has no --dry-run; use push --dry-run to see what one round would send' }), flags.json === true);
   const events = new RunEvents();
   const detach = flags.verbose ? attachCliProgress(events, { quiet: false, verbose: true }) : () => undefined;
   const signals = interruptSignals(flags.drainTimeout);
