@@ -24,6 +24,43 @@ export interface FileHasherOptions {
   readonly store?: boolean;
   /** Told when the cache could not be read or written (the batch goes on). */
   readonly onCacheError?: (error: HoldfastError) => void;
+  /** Hashes shared with other hashers of the same run (fan-out: each destination plans on its own, a file is read once). */
+  readonly memo?: HashMemo;
+}
+
+/**
+ * Hashes in flight or just done, shared by the hashers of one run, keyed by
+ * (path, size, mtime, inode). Bounded: the planners of a fan-out run walk the
+ * same sorted scan at about the same pace, so the recent entries are the ones
+ * that are asked for again; older ones fall back to the ledger's file cache.
+ */
+export class HashMemo {
+  readonly #entries = new Map<string, Promise<{ sha256: string; size: number }>>();
+  readonly #max: number;
+  hits = 0;
+
+  constructor(max = 4096) {
+    this.#max = max;
+  }
+
+  /** The hash of `f`, from a sharer's work if there is one, else from `compute`. */
+  get(f: SourceFile, compute: () => Promise<{ sha256: string; size: number }>): { promise: Promise<{ sha256: string; size: number }>; shared: boolean } {
+    const k = `${f.path}\0${f.size}\0${f.mtimeMs}\0${f.ino}`;
+    const found = this.#entries.get(k);
+    if (found !== undefined) {
+      this.hits++;
+      return { promise: found, shared: true };
+    }
+    const promise = compute();
+    this.#entries.set(k, promise);
+    // A failure is not shared: the next asker tries again (and reports its own error).
+    promise.catch(() => this.#entries.delete(k));
+    if (this.#entries.size > this.#max) {
+      const oldest = this.#entries.keys().next().value;
+      if (oldest !== undefined) this.#entries.delete(oldest);
+    }
+    return { promise, shared: false };
+  }
 }
 
 export interface FileHasherStats {
@@ -86,12 +123,15 @@ export class FileHasher {
         if (f === undefined) return;
         this.stats.misses++;
         try {
-          const h = await hashFile(f.path, {
-            expectedSize: f.size,
-            expectedMtimeMs: f.mtimeMs,
-            ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
-          });
-          this.stats.bytesHashed += h.size;
+          const compute = (): Promise<{ sha256: string; size: number }> =>
+            hashFile(f.path, {
+              expectedSize: f.size,
+              expectedMtimeMs: f.mtimeMs,
+              ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
+            });
+          const { promise, shared } = this.opts.memo ? this.opts.memo.get(f, compute) : { promise: compute(), shared: false };
+          const h = await promise;
+          if (!shared) this.stats.bytesHashed += h.size;
           results.set(f.key, h.sha256);
           fresh.push({ path: f.path, size: f.size, mtimeMs: f.mtimeMs, ino: f.ino, sha256: h.sha256 });
         } catch (e) {

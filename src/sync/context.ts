@@ -9,6 +9,7 @@ import type { RunEvents } from '../engine/events.js';
 import type { PipelineContext, StepError } from '../engine/pipeline.js';
 import type { RetryPolicy } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
+import type { HashMemo } from '../scan/hasher.js';
 import type { Matcher } from '../scan/ignore.js';
 import type { DestinationBreaker } from './breaker.js';
 import type { RunTally } from './tally.js';
@@ -114,6 +115,8 @@ export interface SyncContext extends PipelineContext {
   readonly scanErrorPrefixes: string[];
   /** Which source files go to this destination (rules); undefined: all. A file not selected is treated like an excluded one. */
   readonly select?: (file: FileFacts) => boolean;
+  /** Hashes shared by the planners of a fan-out run, so each file is read once. */
+  readonly hashMemo?: HashMemo;
   /** Files to leave for a later run (still being written); their rows are not touched. */
   readonly defer?: (file: FileFacts) => boolean;
   /** Request slots shared by every destination of the run: `transfers` bounds the whole run, and so its memory. */

@@ -49,7 +49,7 @@ export const planStep: Step<SyncContext> = {
         events.emit('file:failed', { key, code: error.code, message: error.message, transient: error.transient });
       },
     });
-    const hasher = new FileHasher(ctx.ledger, { useCache: settings.mode !== 'all' && !settings.force, store: !settings.dryRun });
+    const hasher = new FileHasher(ctx.ledger, { useCache: settings.mode !== 'all' && !settings.force, store: !settings.dryRun, ...(ctx.hashMemo ? { memo: ctx.hashMemo } : {}) });
     const forget: ObjectRow[] = [];
     const deletions: PlannedDelete[] = [];
     const notSelected = new Set<string>();

@@ -24,6 +24,7 @@ import { Pipeline, type StepError } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { defaultStateDir, openLedger } from '../ledger/open.js';
+import { HashMemo } from '../scan/hasher.js';
 import { compileExcludes, type Matcher } from '../scan/ignore.js';
 import { DestinationBreaker } from './breaker.js';
 import { DEFAULT_SETTINGS, type DeletionPolicy, type FileFacts, type SyncContext, type SyncSettings } from './context.js';
@@ -178,6 +179,7 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
       backup,
       tagEvents: fanOut,
       defer: options.defer,
+      hashMemo: fanOut ? new HashMemo() : undefined,
     };
     events.emit('run:start', { runId: null, command: kind.command, source: sourceRoot, destination: opened.map((o) => o.backend.url).join(' '), dryRun: settings.dryRun });
     const sections = await Promise.all(opened.map((o) => runDestination(shared, o)));
@@ -220,6 +222,7 @@ interface SharedRun {
   /** Several destinations: tag every event with its destination. */
   readonly tagEvents: boolean;
   readonly defer: ((file: FileFacts) => boolean) | undefined;
+  readonly hashMemo: HashMemo | undefined;
 }
 
 /** One destination's pipeline; never throws for a destination-level failure (the section says failed). */
@@ -257,6 +260,7 @@ async function runDestination(shared: SharedRun, o: OpenDestination): Promise<De
     scanErrorPrefixes: [],
     ...(o.spec.select ? { select: o.spec.select } : {}),
     ...(shared.defer ? { defer: shared.defer } : {}),
+    ...(shared.hashMemo ? { hashMemo: shared.hashMemo } : {}),
     requests: shared.requests,
     breaker,
   };

@@ -14,7 +14,7 @@ import { HoldfastError } from '../../src/core/errors.js';
 import type { SourceFile } from '../../src/core/types.js';
 import type { FileCacheEntry, Ledger } from '../../src/ledger/ledger.js';
 import type { FileCacheStore } from '../../src/scan/hasher.js';
-import { FileHasher } from '../../src/scan/hasher.js';
+import { FileHasher, HashMemo } from '../../src/scan/hasher.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'holdfast-hasher-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -177,4 +177,35 @@ void test('with the real SQLite ledger: cache round-trip through file_cache', as
   } finally {
     await ledger.close();
   }
+});
+
+void test('hashers sharing a memo (fan-out planners) read each file once, even hashing the same batch at the same time', async () => {
+  const files = Array.from({ length: 20 }, (_, i) => sourceFile(`m${i}`, `memo content ${i}`.repeat(1000)));
+  const memo = new HashMemo();
+  const a = new FileHasher(null, { concurrency: 4, memo });
+  const b = new FileHasher(null, { concurrency: 4, memo });
+  const [ra, rb] = await Promise.all([a.hashBatch(files), b.hashBatch(files)]);
+  for (const f of files) {
+    assert.equal(ra.get(f.key), sha(`memo content ${f.key.slice(1)}`.repeat(1000)));
+    assert.equal(rb.get(f.key), ra.get(f.key));
+  }
+  const total = files.reduce((n, f) => n + f.size, 0);
+  assert.equal(a.stats.bytesHashed + b.stats.bytesHashed, total, 'every byte read once between the two');
+  assert.equal(memo.hits, files.length);
+
+  // A changed file is a new entry (size/mtime/inode are part of the key), never the old hash.
+  writeFileSync(files[0]!.path, 'different and longer content');
+  const changed = scanned(files[0]!.key);
+  const rc = await new FileHasher(null, { memo }).hashBatch([changed]);
+  assert.equal(rc.get(changed.key), sha('different and longer content'));
+});
+
+void test('a bounded memo forgets its oldest entries', async () => {
+  const files = Array.from({ length: 5 }, (_, i) => sourceFile(`b${i}`, `bounded ${i}`));
+  const memo = new HashMemo(2);
+  await new FileHasher(null, { concurrency: 1, memo }).hashBatch(files);
+  const again = new FileHasher(null, { concurrency: 1, memo });
+  await again.hashBatch(files);
+  assert.ok(memo.hits <= 2, `at most the 2 newest entries were reused (${memo.hits})`);
+  assert.ok(again.stats.bytesHashed > 0);
 });
