@@ -18,7 +18,7 @@ import { openLedger } from '../../src/ledger/open.js';
 import type { DestinationReport } from '../../src/core/report.js';
 import { RunEvents } from '../../src/engine/events.js';
 import { startS3Server, s3TestEnv, type S3TestServer } from '../helpers/s3-server.js';
-import { startProxy, type S3Proxy } from '../helpers/proxy.js';
+import { stall, startProxy, type S3Proxy } from '../helpers/proxy.js';
 import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
 
 for (const [k, v] of Object.entries(s3TestEnv('unused'))) if (k !== 'AWS_ENDPOINT_URL') process.env[k] = v;
@@ -195,6 +195,45 @@ describe('fan-out to several destinations', () => {
       push({ source: src, destinations: [down, { url: 's3://nowhere2/y', backendOptions: { s3Endpoint: deadEndpoint } }], ledger, ...fast }),
       (e: unknown) => (e as { code?: string }).code === 'HOLDFAST_E_DEST_UNREACHABLE',
     );
+    await ledger.close();
+  });
+
+  it('destinations upload in parallel, and --transfers bounds the requests of the whole run', async () => {
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 24; i++) files[`f${i}.bin`] = randomBytes(8 * 1024);
+    const { src, base } = fixture(files);
+    await server.createBucket('par');
+    // Every PUT is held a little, so requests overlap and the limit is what bounds them.
+    const proxies = [await startProxy({ target: server.endpoint, faults: [{ ops: ['PutObject'], rate: 1, faults: [stall(40)] }] }), await startProxy({ target: server.endpoint, faults: [{ ops: ['PutObject'], rate: 1, faults: [stall(40)] }] })];
+    let inFlight = 0;
+    let peak = 0;
+    let overlapped = false;
+    const perProxyPeak = [0, 0];
+    proxies.forEach((p, i) => {
+      p.on('start', (r) => {
+        if (r.op !== 'PutObject') return;
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        perProxyPeak[i] = Math.max(perProxyPeak[i]!, p.inFlight().filter((x) => x.op === 'PutObject').length);
+        if (proxies[1 - i]!.inFlight().some((x) => x.op === 'PutObject')) overlapped = true;
+      });
+      p.on('end', (r) => {
+        if (r.op === 'PutObject') inFlight--;
+      });
+    });
+    const ledger = await openLedger({ stateDir: join(base, 'state') });
+    const report = await push({
+      source: src,
+      destinations: proxies.map((p, i) => ({ url: `s3://par/d${i}`, backendOptions: { s3Endpoint: p.endpoint } })),
+      ledger,
+      transfers: 4,
+      ...fast,
+    });
+    assert.equal(report.status, 'completed');
+    assert.equal(report.uploads.completed, 48);
+    assert.ok(peak <= 4, `at most 4 requests in flight across both destinations (saw ${peak})`);
+    assert.ok(overlapped, `both destinations had requests in flight at the same moment (peaks ${perProxyPeak.join('/')}, total ${peak})`);
+    for (const p of proxies) await p.stop();
     await ledger.close();
   });
 
