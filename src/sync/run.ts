@@ -20,7 +20,7 @@ import { combineReports, type DestinationReport, type RunReport } from '../core/
 import { Cancellation } from '../engine/cancellation.js';
 import { RunEvents } from '../engine/events.js';
 import { Limiter } from '../engine/limiter.js';
-import { Pipeline, type StepError } from '../engine/pipeline.js';
+import { Pipeline } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { defaultStateDir, openLedger } from '../ledger/open.js';

@@ -96,7 +96,8 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
   const ownsLedger = ledger === undefined;
   let watcher: FSWatcher | undefined;
   let wake: (() => void) | undefined;
-  let dirty = false;
+  // Set by file-system events; cleared when a round starts (the round sees those changes).
+  let dirty: boolean;
   let lastEventAt = 0;
   const nudge = (): void => {
     dirty = true;
