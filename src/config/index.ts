@@ -6,7 +6,7 @@
 //   const report = command === 'sync' ? await sync(options) : await push(options);
 
 export { loadConfig, loadConfigText, findConfigFile, formatWarnings, DEFAULT_CONFIG_NAMES, type LoadConfigOptions, type LoadedConfig, type FoundConfigFile } from './load.js';
-export { jobOptions, type JobOverrides, type JobRun } from './job.js';
+export { jobOptions, UNMATCHED_KEPT, type JobOverrides, type JobRun } from './job.js';
 export { compileRules, describeRule, type CompiledRules } from './rules.js';
 export { ConfigError, formatIssue, type ConfigIssue } from './diagnostics.js';
 export {

@@ -6,7 +6,7 @@
 import type { BackendOptions } from '../backends/backend.js';
 import { HoldfastError } from '../core/errors.js';
 import { DEFAULT_RETRY } from '../engine/retry.js';
-import type { DestinationSpec } from '../sync/run.js';
+import type { DestinationSpec, FileFacts } from '../sync/run.js';
 import type { SyncOptions } from '../sync/sync.js';
 import { didYouMean } from './diagnostics.js';
 import { compileRules } from './rules.js';
@@ -19,7 +19,17 @@ export interface JobRun {
   readonly command: JobCommand;
   /** Options for `push` (command "push") or `sync` (command "sync"). */
   readonly options: SyncOptions;
+  /**
+   * Source files the run saw that no rule matched (so they went nowhere), in
+   * the order seen: at most `UNMATCHED_KEPT` keys, and how many in all. Empty
+   * for a job without rules. Files sent nowhere on purpose (`to: []`) are not
+   * counted.
+   */
+  unmatched(): { readonly count: number; readonly keys: readonly string[] };
 }
+
+/** How many unmatched keys a run remembers (the count goes on). */
+export const UNMATCHED_KEPT = 1000;
 
 const SYNC_ONLY_OVERRIDES = ['maxDelete', 'allowEmptySource', 'deleteExcluded', 'backupDir'] as const;
 
@@ -59,6 +69,17 @@ export function jobOptions(config: Config, name: string, overrides: JobOverrides
   }
 
   const rules = compileRules(job, config.types);
+  // Every destination is asked about every source file: count per destination, report the most.
+  const unmatched = new Set<string>();
+  const unmatchedBy = new Map<string, number>();
+  const select = (destName: string) => (file: FileFacts) => {
+    const rule = rules.ruleFor(file);
+    if (rule === undefined) {
+      unmatchedBy.set(destName, (unmatchedBy.get(destName) ?? 0) + 1);
+      if (unmatched.size < UNMATCHED_KEPT) unmatched.add(file.key);
+    }
+    return rule?.to.includes(destName) ?? false;
+  };
   const { exclude: extraExclude, backendOptions: extraBackend, ...rest } = overrides;
   const destinations: DestinationSpec[] = job.to.map((destName) => {
     const d = config.destinations.get(destName);
@@ -67,7 +88,7 @@ export function jobOptions(config: Config, name: string, overrides: JobOverrides
       url: d.url,
       name: destName,
       backendOptions: { ...d.backendOptions, ...overridesFor(d.scheme, extraBackend) },
-      ...(job.rules !== undefined ? { select: rules.select(destName) } : {}),
+      ...(job.rules !== undefined ? { select: select(destName) } : {}),
     };
   });
 
@@ -92,5 +113,5 @@ export function jobOptions(config: Config, name: string, overrides: JobOverrides
     destinations,
     exclude: [...job.exclude, ...(extraExclude ?? [])],
   };
-  return { command: job.command, options };
+  return { command: job.command, options, unmatched: () => ({ count: Math.max(0, ...unmatchedBy.values()), keys: [...unmatched] }) };
 }

@@ -139,6 +139,14 @@ describe('jobOptions', () => {
     assert.equal(options.stateDir, undefined, 'no state in the file: the usual default applies');
   });
 
+  it('counts the files no rule matched, once each however many destinations ask', () => {
+    const run = jobOptions(c, 'nightly');
+    const ds = specs(run.options);
+    for (const d of ds) for (const k of ['a.sql.gz', 'readme.txt', 'scratch/x', 'notes/n.md']) d.select?.(file(k));
+    assert.deepEqual(run.unmatched(), { count: 2, keys: ['readme.txt', 'notes/n.md'] }, 'scratch/x is sent nowhere on purpose (to: []), not unmatched');
+    assert.deepEqual(jobOptions(c, 'everything').unmatched(), { count: 0, keys: [] });
+  });
+
   it('a job without rules has no selectors; a sync job carries its delete settings', () => {
     const { command, options } = jobOptions(c, 'everything');
     assert.equal(command, 'sync');

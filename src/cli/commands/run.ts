@@ -10,6 +10,7 @@ import { push } from '../../sync/push.js';
 import { sync } from '../../sync/sync.js';
 import { redactUrl } from '../../backends/registry.js';
 import { EXIT_CODES_HELP, err, failCommand } from '../common.js';
+import { displayKey } from '../format.js';
 import { addTransferOptions, backendOptionsFrom, runTransferCommand, type TransferFlags } from './transfer.js';
 
 interface RunFlags extends TransferFlags {
@@ -48,6 +49,16 @@ export function overridesFrom(given: Partial<RunFlags>): JobOverrides {
     ...(given.deleteExcluded !== undefined ? { deleteExcluded: given.deleteExcluded } : {}),
     ...(given.backupDir !== undefined ? { backupDir: given.backupDir } : {}),
   };
+}
+
+/** Says on stderr which files no rule matched: they went nowhere, which is easy to miss. */
+function noteUnmatched(job: string, unmatched: { count: number; keys: readonly string[] }, verbose: boolean): void {
+  if (unmatched.count === 0) return;
+  const shown = unmatched.keys.slice(0, verbose ? unmatched.keys.length : 5).map(displayKey);
+  const more = unmatched.count - shown.length;
+  err(
+    `note: ${unmatched.count} file(s) matched no rule of job "${job}" and went nowhere: ${shown.join(', ')}${more > 0 ? `, and ${more} more${verbose ? '' : ' (--verbose lists more)'}` : ''}. A last rule \`{ to: [...] }\` sends the rest.\n`,
+  );
 }
 
 export function registerRun(program: Command): void {
@@ -105,5 +116,6 @@ ${EXIT_CODES_HELP}`,
       const urls = (options.destinations ?? []).map((d) => redactUrl(typeof d === 'string' ? d : d.url));
       const all = { ...options, drainMs: flags.drainTimeout * 1000 };
       process.exitCode = await runTransferCommand(urls, flags, (extra) => (kind === 'sync' ? sync({ ...all, ...extra }) : push({ ...all, ...extra })));
+      if (flags.quiet !== true) noteUnmatched(jobName, run.unmatched(), flags.verbose === true);
     });
 }
