@@ -24,6 +24,23 @@ export {
 } from './sync/inspect.js';
 export { check, cleanup, CHECK_CATEGORIES, type CheckOptions, type CheckReport, type CheckCategory, type CheckFindings, type CleanupOptions, type CleanupReport, type CleanupItem, type CleanupAction } from './sync/cleanup.js';
 export { DEFAULT_SETTINGS, type SyncSettings, type SyncMode } from './sync/context.js';
+export {
+  loadConfig,
+  loadConfigText,
+  findConfigFile,
+  formatWarnings,
+  jobOptions,
+  compileRules,
+  ConfigError,
+  type Config,
+  type LoadedConfig,
+  type JobRun,
+  type JobOverrides,
+  type JobConfig,
+  type DestinationConfig,
+  type RuleConfig,
+  type ConfigIssue,
+} from './config/index.js';
 export { openLedger, defaultStateDir } from './ledger/open.js';
 export type { Ledger, OpenLedgerOptions, Outcome, PlannedUpload } from './ledger/ledger.js';
 export { openBackend, supportedSchemes } from './backends/registry.js';

@@ -122,6 +122,8 @@ export interface RequestRecord {
   readonly seq: number;
   readonly op: S3Op;
   readonly method: string;
+  /** The request target as received (path and query): tells apart operations the S3 names do not (Azure's comp=block / comp=blocklist). */
+  readonly url: string;
   readonly bucket: string;
   readonly key: string;
   /** The Content-Length the client declared (0 when absent). */
@@ -265,6 +267,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
       seq: ++seq,
       ...info,
       method,
+      url,
       contentLength,
       bodyBytes: 0,
       fault: undefined,
