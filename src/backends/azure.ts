@@ -376,7 +376,7 @@ function sanitized(e: unknown): Error {
   const code = azureCode(e);
   const first = typeof err.message === 'string' ? (err.message.split('\n')[0] ?? '').trim() : String(e);
   const what = code ?? (status !== undefined ? `HTTP ${status}` : '');
-  const message = [what, first].filter((s) => s !== '').join(': ') || 'unknown error';
+  const message = (first.includes(what) ? first : [what, first].filter((s) => s !== '').join(': ')) || 'unknown error';
   const out = new Error(message);
   out.name = typeof err.name === 'string' ? err.name : 'Error';
   const netCode = typeof err.code === 'string' ? err.code : undefined;
