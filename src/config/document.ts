@@ -122,7 +122,9 @@ function syntaxProblems(text: string, errors: readonly { code: string; message: 
 function syntaxMessage(code: string, message: string): string {
   if (code === 'DUPLICATE_KEY') return 'a key is given twice in the same mapping';
   if (code === 'TAB_AS_INDENT') return 'tabs are not allowed as indentation in YAML; indent with spaces';
-  return `YAML syntax: ${message.charAt(0).toLowerCase()}${message.slice(1)}`;
+  // The parser quotes the offending token; it could be a secret, so it is not repeated.
+  const m = message.replace(/: "(?:[^"\\]|\\.)*"$/s, '').replace(/ token in YAML stream$/, '');
+  return `YAML syntax: ${m.charAt(0).toLowerCase()}${m.slice(1)}`;
 }
 
 /** Strict JSON: what JSON.parse rejects, with the offset when V8 gives one; never a slice of the text (it may hold secrets). */

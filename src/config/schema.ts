@@ -233,9 +233,10 @@ class Reader {
   }
 
   /** A string value with ${VAR} expanded; undefined (and an issue) if it is not a string or a variable is missing. */
-  string(node: ConfigNode, field: string): string | undefined {
+  string(node: ConfigNode, field: string, opts: { secret?: boolean } = {}): string | undefined {
     if (node.kind !== 'scalar' || typeof node.value !== 'string') {
-      this.error(where(node), field, `expected a string, got ${describe(node)}${node.kind === 'scalar' && node.value !== null ? ' (put it in quotes)' : ''}`);
+      const got = opts.secret === true && node.kind === 'scalar' && node.value !== null ? 'a number or boolean (not shown: it is a secret)' : describe(node);
+      this.error(where(node), field, `expected a string, got ${got}${node.kind === 'scalar' && node.value !== null ? ' (put it in quotes)' : ''}`);
       return undefined;
     }
     return this.expand(node.value, node, field);
@@ -554,7 +555,7 @@ function readDestination(r: Reader, entry: MapEntry, field: string): Destination
         break;
       }
       default:
-        value = r.string(e.value, at);
+        value = r.string(e.value, at, { secret: setting.secret !== undefined });
     }
     if (value === undefined) {
       ok = false;

@@ -220,6 +220,23 @@ jobs:
     assert.deepEqual(formatWarnings(loadConfig(file, { env })), []);
   });
 
+  it('a secret of the wrong type, or in a line YAML cannot parse, is not echoed in the error', { skip: unregistered('azure') }, () => {
+    const texts = [
+      'destinations:\n  a: { url: "azure://c/p", accountKey: 918273645 }\njobs: { j: { source: /x, to: a } }\n',
+      'destinations:\n  a: { url: "azure://c/p", accountKey: "918273645" "x" }\n',
+      'destinations:\n  a: { url: "azure://c/p" }\n  accountKey: 918273645: x\n',
+      'destinations:\n  a: { url: "azure://c/p", accountKey: [918273645}\n',
+      'destinations:\n  a: { url: "azure://c/p", accountKey: "918273645\n',
+    ];
+    for (const t of texts) {
+      assert.throws(
+        () => loadConfigText(t, { file: 'holdfast.yaml', env: {} }),
+        (e: unknown) => e instanceof ConfigError && !e.message.includes('918273645') && /holdfast\.yaml:\d+:\d+: /.test(e.message),
+        t,
+      );
+    }
+  });
+
   it('S3 credentials in the file are an error that does not print them', () => {
     try {
       load(`destinations:\n  s: { url: s3://b/p, secretAccessKey: ${SECRET} }\njobs:\n  j: { source: /x, to: s }\n`, 'holdfast.yaml');
