@@ -60,6 +60,11 @@ jobs:
     source: ./src
     to: [offsite]
     maxDelete: 100%
+  audit:
+    source: ./src
+    mode: all
+    rules:
+      - { type: db, to: [nas] }
 `,
     );
   });
@@ -111,6 +116,21 @@ jobs:
     assert.ok(existsSync(join(state, 'holdfast.db')));
   });
 
+  it('an option left at its default does not override the file (mode: all stays), one given does', async () => {
+    rmSync(join(b, 'db/2026-01-01.sql.gz'));
+    const fromFile = await run('audit', '--dry-run', '--json', '--quiet');
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    assert.deepEqual(
+      parseJsonReport(fromFile).plan?.map((p) => [p.key, p.reason]),
+      [['db/2026-01-01.sql.gz', 'missing']],
+      'mode all (from the file) asks the destination and finds the object gone',
+    );
+    const overridden = await run('audit', '--dry-run', '--json', '--quiet', '--mode', 'incremental');
+    assert.deepEqual(parseJsonReport(overridden).plan, [], '--mode incremental trusts the ledger');
+    const repaired = await run('audit', '--json', '--quiet');
+    assert.equal(parseJsonReport(repaired).uploads.completed, 1);
+  });
+
   it('a sync job mirrors deletions on its destinations', async () => {
     const first = await run('mirror', '--json', '--quiet');
     assert.equal(first.code, 0, first.stderr);
@@ -125,7 +145,7 @@ jobs:
   it('an unknown job, or a sync flag on a push job, is a usage error (exit 1)', async () => {
     const unknown = await run('nighlty');
     assert.equal(unknown.code, 1);
-    assert.match(unknown.stderr, /HOLDFAST_E_USAGE: no job "nighlty" in .*holdfast\.yaml \(did you mean "nightly"\?\); jobs: nightly, mirror/);
+    assert.match(unknown.stderr, /HOLDFAST_E_USAGE: no job "nighlty" in .*holdfast\.yaml \(did you mean "nightly"\?\); jobs: nightly, mirror, audit/);
     const flag = await run('nightly', '--max-delete', '10');
     assert.equal(flag.code, 1);
     assert.match(flag.stderr, /maxDelete applies only to sync jobs/);
