@@ -89,18 +89,22 @@ async function caught(p: Promise<unknown> | (() => unknown)): Promise<HoldfastEr
 backendConformance('azure:// on Azurite', async () => {
   const server = await startAzurite();
   // A prefix, so the suite also checks that keys are relative to it.
-  const backend = await openBackend(`azure://${CONTAINER}/conformance`, { azureConnectionString: server.connectionString });
+  const open = (): Promise<Backend> => openBackend(`azure://${CONTAINER}/conformance`, { azureConnectionString: server.connectionString });
+  const backend = await open();
   // Creates the container, as a first push would.
   await backend.ensureReady();
-  return {
+  const target = {
     backend,
     // A missing container, and credentials that may not create one.
     openUnready: () => openBackend('azure://holdfast-no-such-container/x', { azureEndpoint: server.endpoint, azureSasToken: readListSas() }),
+    // A second instance on the same destination, as a later run would open (resume tests).
+    reopen: open,
     async cleanup() {
       await backend.close();
       await server.stop();
     },
   };
+  return target;
 });
 
 describe('azure:// specifics', () => {
