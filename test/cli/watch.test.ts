@@ -52,6 +52,42 @@ describe('holdfast watch', () => {
     assert.match(r.stderr, /stopped after \d+ round\(s\): 2 file\(s\) uploaded/);
   });
 
+  it('--job watches a configured job: its source, destinations and rules', async () => {
+    const base = join(tmp.path, 'job');
+    const src = join(base, 'backups');
+    mkdirSync(src, { recursive: true });
+    const config = join(base, 'holdfast.yaml');
+    writeFileSync(
+      config,
+      [
+        'version: 1',
+        'destinations:',
+        `  nas: { url: "file://${join(base, 'nas')}" }`,
+        `  offsite: { url: "file://${join(base, 'offsite')}" }`,
+        'types:',
+        '  db: ["*.sql.gz"]',
+        'jobs:',
+        '  backups:',
+        '    source: ./backups',
+        '    rules:',
+        '      - { type: db, to: [nas, offsite] }',
+        '      - { to: [nas] }',
+        '',
+      ].join('\n'),
+    );
+    const { child, done } = startCli(['watch', '--job', 'backups', '--config', config, '--state', join(base, 'state'), '--quiet-period', '0.2', '--json']);
+    let stdout = '';
+    child.stdout?.on('data', (d: Buffer | string) => (stdout += String(d)));
+    await until('the first round', () => stdout.includes('"round":1'));
+    writeFileSync(join(src, 'app.sql.gz'), 'dump');
+    writeFileSync(join(src, 'files.tar'), 'files');
+    await until('the dump on both, the tarball on the NAS', () => existsSync(join(base, 'offsite', 'app.sql.gz')) && existsSync(join(base, 'nas', 'app.sql.gz')) && existsSync(join(base, 'nas', 'files.tar')));
+    child.kill('SIGINT');
+    const r = await done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!existsSync(join(base, 'offsite', 'files.tar')), 'the rules kept the tarball off the offsite destination');
+  });
+
   it('refuses --dry-run with a pointer to push --dry-run', async () => {
     const { done } = startCli(['watch', tmp.path, `file://${join(tmp.path, 'x')}`, '--dry-run']);
     const r = await done;

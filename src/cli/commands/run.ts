@@ -24,10 +24,10 @@ interface RunFlags extends TransferFlags {
 export const CONFIG_OPTION_HELP = 'configuration file (default: $HOLDFAST_CONFIG, else ./holdfast.yaml, ./holdfast.yml, ./holdfast.json)';
 
 /** The flags the user actually typed (not commander's defaults): only those override the file. */
-function givenFlags(cmd: Command, flags: RunFlags): Partial<RunFlags> {
+export function givenFlags<F extends object>(cmd: Command, flags: F): Partial<F> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(flags)) if (cmd.getOptionValueSource(k) === 'cli') out[k] = v;
-  return out;
+  return out as Partial<F>;
 }
 
 /** Command-line flags as overrides of the job's settings. */

@@ -11,8 +11,14 @@ import { err, failCommand, interruptSignals, out } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { attachCliProgress } from '../progress.js';
 import { addTransferOptions, transferOptionsFrom, type TransferFlags } from './transfer.js';
+import { CONFIG_OPTION_HELP, givenFlags, overridesFrom } from './run.js';
+import { formatWarnings, jobOptions, loadConfig } from '../../config/index.js';
+import { redactUrl } from '../../backends/registry.js';
+import type { TransferOptions } from '../../sync/run.js';
 
 interface WatchFlags extends TransferFlags {
+  job?: string;
+  config?: string;
   quietPeriod: number;
   rescan: number;
   retryMax: number;
@@ -29,8 +35,10 @@ export function registerWatch(program: Command): void {
   const cmd = program
     .command('watch')
     .description('Keep pushing new and changed files to one or more destinations as they appear (never deletes).')
-    .argument('<source-dir>', 'local directory to watch')
-    .argument('<destination-url...>', 'one or more destination URLs (file://, s3://, azure://, gdrive://)');
+    .argument('[source-dir]', 'local directory to watch (or --job)')
+    .argument('[destination-url...]', 'one or more destination URLs (file://, s3://, azure://, gdrive://)')
+    .option('--job <name>', "watch a job of the configuration file: its source, destinations and rules (push semantics: watch never deletes)")
+    .option('-c, --config <file>', CONFIG_OPTION_HELP);
   addTransferOptions(cmd)
     .option('--quiet-period <seconds>', 'send a file only after it has not changed for this long', secondsArg, 2)
     .option('--rescan <seconds>', 'a full pass at least this often, even without file-system events', secondsArg, 60)
@@ -53,26 +61,52 @@ Output: one line per round on stdout (--json: one JSON object per round, JSON Li
 Examples:
   holdfast watch /var/backups s3://offsite/host1 file:///mnt/nas/backups
   holdfast watch ./exports s3://bucket/exports --quiet-period 10
+  holdfast watch --job nightly            (source, destinations and rules from holdfast.yaml)
 
 Ctrl-C (or SIGTERM) once: the running round finishes its in-flight transfers (up to
 --drain-timeout) and watch exits 0; twice: in-flight transfers are aborted (exit 130;
 multipart uploads stay resumable).`,
     )
-    .action(async (source: string, destinations: string[], flags: WatchFlags) => {
-      process.exitCode = await runWatch(source, destinations, flags);
+    .action(async (source: string | undefined, destinations: string[], flags: WatchFlags, command: Command) => {
+      let options: TransferOptions;
+      try {
+        options = watchTarget(source, destinations, flags, command);
+      } catch (e) {
+        process.exitCode = failCommand(e, flags.json === true);
+        return;
+      }
+      process.exitCode = await runWatch(options, flags);
     });
 }
 
-async function runWatch(source: string, destinations: string[], flags: WatchFlags): Promise<number> {
-  if (flags.dryRun) return failCommand(new HoldfastError('HOLDFAST_E_USAGE', { detail: 'watch has no --dry-run; use push --dry-run to see what one round would send' }), flags.json === true);
+/** What to watch: the arguments, or a job of the configuration file (flags typed on the command line override it). */
+function watchTarget(source: string | undefined, destinations: string[], flags: WatchFlags, command: Command): TransferOptions {
+  if (flags.dryRun) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: 'watch has no --dry-run; use push --dry-run to see what one round would send' });
+  if (flags.job !== undefined) {
+    if (source !== undefined) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: 'give either --job or a source directory and destinations, not both' });
+    const loaded = loadConfig(flags.config);
+    for (const line of formatWarnings(loaded)) err(`${line}\n`);
+    const { options } = jobOptions(loaded.config, flags.job, overridesFrom(givenFlags(command, flags)));
+    const { maxDelete: _m, allowEmptySource: _a, deleteExcluded: _d, backupDir: _b, dryRun: _dry, ...push } = options;
+    return { ...push, drainMs: flags.drainTimeout * 1000 };
+  }
+  if (source === undefined || destinations.length === 0) {
+    throw new HoldfastError('HOLDFAST_E_USAGE', { detail: 'watch needs a source directory and at least one destination URL (or --job <name>)' });
+  }
+  const { dryRun: _dryRun, ...options } = transferOptionsFrom(source, destinations, flags);
+  return options;
+}
+
+async function runWatch(options: TransferOptions, flags: WatchFlags): Promise<number> {
+  const source = options.source;
+  const destinations = [...(options.destination !== undefined ? [options.destination] : []), ...(options.destinations ?? []).map((d) => (typeof d === 'string' ? d : (d.name ?? redactUrl(d.url))))];
   const events = new RunEvents();
   const detach = flags.verbose ? attachCliProgress(events, { quiet: false, verbose: true }) : () => undefined;
   const signals = interruptSignals(flags.drainTimeout);
   if (!flags.quiet) err(`watching ${source} → ${destinations.join(', ')} (quiet period ${flags.quietPeriod}s; Ctrl-C to stop)\n`);
   try {
-    const { dryRun: _dryRun, ...base } = transferOptionsFrom(source, destinations, flags);
     const summary = await watch({
-      ...base,
+      ...options,
       events,
       signal: signals.abort,
       stopSignal: signals.stop,
