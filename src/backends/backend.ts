@@ -31,6 +31,11 @@ export interface Capabilities {
    * parallel (S3 parts, Azure blocks).
    */
   readonly sequentialParts: boolean;
+  /**
+   * Every part but the last must be a multiple of this many bytes (Drive: 256 KiB);
+   * absent: any size from `minPartSize` up. The engine rounds its part size up to it.
+   */
+  readonly partSizeMultiple?: number;
 }
 
 /** A body that can be (re)opened, so a retried request reads the bytes again. */
@@ -102,13 +107,23 @@ export interface MultipartUploadInfo {
 }
 
 /**
- * Multipart uploads: create once, send parts (any order, in parallel), then
- * complete with the full list. `listParts` and `listUploads` may be missing on
+ * Multipart uploads: create once, send parts (any order, in parallel, unless
+ * `capabilities.sequentialParts`: then in order, each after the previous one
+ * was confirmed), then complete with the full list. `listParts` and `listUploads` may be missing on
  * some servers: they then throw HOLDFAST_E_NOT_SUPPORTED, and callers fall back
  * to the ledger's own record of confirmed parts.
  */
 export interface MultipartApi {
-  create(key: string, opts: { sha256: string; size: number; mtimeMs?: number; metadata?: Readonly<Record<string, string>>; signal?: AbortSignal }): Promise<string>;
+  /**
+   * Starts an upload of `size` bytes. `partSize` is the size of every part but
+   * the last: backends whose parts are offsets into one stream
+   * (`sequentialParts`, Drive) need it to place part N and to report parts
+   * after a restart; others may ignore it.
+   */
+  create(
+    key: string,
+    opts: { sha256: string; size: number; partSize?: number; mtimeMs?: number; metadata?: Readonly<Record<string, string>>; signal?: AbortSignal },
+  ): Promise<string>;
   uploadPart(
     key: string,
     uploadId: string,
@@ -172,7 +187,7 @@ export interface BackendOptions {
   readonly gdriveCredentialsFile?: string;
   /** gdrive://: an OAuth access token (else HOLDFAST_GDRIVE_ACCESS_TOKEN). */
   readonly gdriveAccessToken?: string;
-  /** gdrive://: API root URL (default https://www.googleapis.com/; tests point it at the local fake). */
+  /** gdrive://: API root URL (else HOLDFAST_GDRIVE_API_ROOT, else https://www.googleapis.com/; tests point it at the local fake). */
   readonly gdriveApiRoot?: string;
 }
 

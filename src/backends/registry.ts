@@ -13,6 +13,7 @@ interface BackendModule {
 const LOADERS: Readonly<Record<string, () => Promise<BackendModule>>> = {
   file: () => import('./local.js'),
   s3: () => import('./s3.js'),
+  gdrive: () => import('./gdrive.js'),
   azure: () => import('./azure.js'),
 };
 

@@ -7,6 +7,11 @@
 // the destination does not have. The upload is completed only if the bytes
 // read hash to the intent's SHA-256; otherwise it is aborted (never a mix of
 // old and new bytes).
+//
+// Where the destination takes parts only in order (`capabilities.sequentialParts`:
+// Drive's resumable sessions), each part is sent and confirmed before the next
+// one is read, so a file holds one part in memory, and a resumed upload
+// continues after the longest unbroken run of confirmed parts.
 
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -17,14 +22,21 @@ import type { Limiter } from '../engine/limiter.js';
 import { withRetry } from '../engine/retry.js';
 import type { SyncContext } from './context.js';
 
-/** The configured part size, raised if needed to fit the destination's part-count and part-size limits. */
+/**
+ * The configured part size, raised if needed to fit the destination's
+ * part-count and part-size limits, and rounded up to its part-size multiple.
+ */
 export function choosePartSize(size: number, wanted: number, caps: Capabilities): number {
   let part = Math.max(wanted, caps.minPartSize, Math.ceil(size / caps.maxParts));
-  part = Math.min(part, caps.maxPartSize);
+  const unit = caps.partSizeMultiple ?? 1;
+  part = Math.ceil(part / unit) * unit;
+  part = Math.min(part, Math.floor(caps.maxPartSize / unit) * unit);
   return part;
 }
 
+/** The destination no longer has the upload (S3 NoSuchUpload; a backend's HoldfastError with details.gone = "upload"). */
 function isUploadGone(e: unknown): boolean {
+  if (e instanceof HoldfastError && e.details.gone === 'upload') return true;
   const name = (e as { name?: unknown }).name;
   return name === 'NoSuchUpload' || (e instanceof HoldfastError && e.cause !== undefined && isUploadGone(e.cause));
 }
@@ -44,8 +56,9 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
   const signal = ctx.cancellation.signal;
   const retry = { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' as const };
   const ledgerRetry = { policy: ctx.settings.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' as const };
-  const partSize = choosePartSize(size, ctx.settings.partSize, ctx.backend.capabilities);
-  const partCount = Math.max(1, Math.ceil(size / partSize));
+  const sequential = ctx.backend.capabilities.sequentialParts;
+  let partSize = choosePartSize(size, ctx.settings.partSize, ctx.backend.capabilities);
+  let partCount = Math.max(1, Math.ceil(size / partSize));
   const lengthOf = (n: number): number => Math.min(partSize, size - (n - 1) * partSize);
 
   // Resume what the ledger says was confirmed, cross-checked with the destination where it can list parts.
@@ -54,6 +67,13 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
   if (uploadId !== undefined) {
     const id = uploadId;
     const known = await ctx.ledger.listParts(row.id, id);
+    // Parts of a sequential upload are offsets into one stream, fixed when it was
+    // created: a resumed upload keeps the part size it was started with.
+    const first = known.find((p) => p.partNumber === 1);
+    if (sequential && first !== undefined && first.size !== partSize && first.size < size) {
+      partSize = first.size;
+      partCount = Math.max(1, Math.ceil(size / partSize));
+    }
     let remote: Map<number, UploadedPart> | undefined | 'gone';
     try {
       const listed = await withRetry(() => mp.listParts(key, id, { signal }), retry);
@@ -72,11 +92,17 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
         if (remote !== undefined && (r === undefined || r.etag !== p.etag)) continue;
         confirmed.set(p.partNumber, { partNumber: p.partNumber, size: p.size, etag: p.etag, ...(p.checksum ? { checksum: p.checksum } : {}) });
       }
+      if (sequential) {
+        // Only an unbroken run from part 1 is usable: the next byte sent must follow the last one the destination holds.
+        let gap = 1;
+        while (confirmed.has(gap)) gap++;
+        for (const n of [...confirmed.keys()]) if (n > gap) confirmed.delete(n);
+      }
       if (confirmed.size > 0) ctx.tally.note(key, `resumed an interrupted upload: ${confirmed.size} of ${partCount} parts already on the destination`);
     }
   }
   if (uploadId === undefined) {
-    const created = await withRetry(() => mp.create(key, { sha256, size, signal, ...(row.mtimeMs !== null ? { mtimeMs: row.mtimeMs } : {}) }), retry);
+    const created = await withRetry(() => mp.create(key, { sha256, size, partSize, signal, ...(row.mtimeMs !== null ? { mtimeMs: row.mtimeMs } : {}) }), retry);
     const recorded = await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, created), ledgerRetry).catch((e: unknown) => {
       void mp.abort(key, created).catch(() => undefined);
       throw e;
@@ -140,6 +166,8 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
       })();
       send.catch(() => undefined);
       sends.push(send);
+      // In order, one at a time: the next part is read only once this one is confirmed (or failed).
+      if (sequential) await send.catch(() => undefined);
     }
     const settled = await Promise.allSettled(sends);
     if (failure !== undefined) {

@@ -23,7 +23,7 @@ async function error(p: Promise<unknown>): Promise<{ code: string; message: stri
 
 describe('backend registry', () => {
   it('supports file, s3 and azure', () => {
-    for (const scheme of ['file', 's3', 'azure']) assert.ok(supportedSchemes().includes(scheme), `${scheme} is supported: ${supportedSchemes().join(', ')}`);
+    for (const scheme of ['file', 's3', 'azure', 'gdrive']) assert.ok(supportedSchemes().includes(scheme), `${scheme} is supported: ${supportedSchemes().join(', ')}`);
   });
 
   it('unknown scheme: HOLDFAST_E_UNKNOWN_SCHEME listing the supported ones', async () => {

@@ -9,10 +9,12 @@ import { backendConformance } from './backend-suite.js';
 
 backendConformance('file:// (fsync on)', async () => {
   const tmp = await makeTempDir('holdfast-conf-local-');
-  const backend = await openBackend(pathToFileURL(join(tmp.path, 'dest')).href);
+  const url = pathToFileURL(join(tmp.path, 'dest')).href;
+  const backend = await openBackend(url);
   await backend.ensureReady();
   return {
     backend,
+    reopen: () => openBackend(url),
     async openUnready() {
       // A directory below a regular file can never be created.
       const file = join(tmp.path, 'a-file');

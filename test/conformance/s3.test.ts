@@ -31,6 +31,7 @@ backendConformance('s3:// on s3rver', async () => {
   return {
     backend,
     openUnready: () => openBackend('s3://holdfast-no-such-bucket/x', { s3Endpoint: server.endpoint }),
+    reopen: () => openBackend(`s3://${BUCKET}/conformance`, { s3Endpoint: server.endpoint }),
     quirks: {
       partialPutVisible:
         's3rver streams a PUT body straight into its object file, so an interrupted PUT leaves a partial object; ' +
