@@ -80,4 +80,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that goes away (`holdfast … --help | head`, a closed pager) is not a
+// failure of the command: stop writing to it and let the command finish its work.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  });
+}
+
 process.exitCode = await main(process.argv);

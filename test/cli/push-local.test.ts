@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir, listTree } from '../helpers/tmp.js';
-import { parseJsonReport, runCli } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { CLI_PATH, parseJsonReport, runCli } from '../helpers/cli.js';
 
 const AWKWARD = ['with space.txt', 'caf\u00e9-nfc.txt', 'cafe\u0301-nfd.txt', 'hash#q?pct%plus+.txt', 'line\nbreak.txt', 'emoji-\u{1F600}.txt', 'zero.bin'];
 
@@ -198,5 +199,14 @@ describe('holdfast push: bad input', () => {
     const r = await runCli(['push', '--help']);
     assert.equal(r.code, 0);
     for (const word of ['--dry-run', '--mode', '--force', '--transfers', '--json', 'Exit codes', '130', 'Ctrl-C']) assert.ok(r.stdout.includes(word), `help lacks ${word}`);
+  });
+
+  it('a reader that goes away (`--help | head -1`) is not a crash', async () => {
+    // As in a shell, with a reader that is gone before holdfast writes (`true` reads nothing and exits).
+    const child = spawn('sh', ['-c', `"${process.execPath}" "${CLI_PATH}" sync --help | true; echo "status \${PIPESTATUS:-}"`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += String(d)));
+    await new Promise<void>((r) => child.on('close', () => r()));
+    assert.doesNotMatch(stderr, /EPIPE|Unhandled/, stderr);
   });
 });

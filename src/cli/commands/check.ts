@@ -73,7 +73,7 @@ export function registerCheck(program: Command): void {
     .command('check')
     .description('Compare a directory, the ledger and the destination, and report where they disagree (changes nothing).')
     .argument('<source-dir>', 'the local directory that is pushed to the destination')
-    .argument('<destination-url>', 'file:///absolute/path or s3://bucket/prefix');
+    .argument('<destination-url>', 'file:///absolute/path, s3://bucket/prefix, azure://container/prefix or gdrive://folder-id');
   addDestinationOptions(cmd)
     .option('--exclude <glob>', 'leave out matching paths, as push does (repeatable; .holdfastignore is read too)', collect, [] as string[])
     .option('--follow-symlinks', 'follow symbolic links, as push --follow-symlinks does')

@@ -44,7 +44,7 @@ export function registerCleanup(program: Command): void {
   const cmd = program
     .command('cleanup')
     .description('Repair what `check` finds: delete or adopt orphaned objects, requeue orphaned records, abort stale uploads (dry run unless --apply).')
-    .argument('<destination-url>', 'file:///absolute/path or s3://bucket/prefix');
+    .argument('<destination-url>', 'file:///absolute/path, s3://bucket/prefix, azure://container/prefix or gdrive://folder-id');
   addDestinationOptions(cmd)
     .option('--apply', 'act; without it cleanup only prints what it would do and changes nothing')
     .option('--source <dir>', 'the source directory (needed by --adopt only)')

@@ -33,7 +33,7 @@ export function registerPull(program: Command): void {
   const cmd = program
     .command('pull')
     .description('Restore a destination into a local directory, verifying every object against its SHA-256.')
-    .argument('<destination-url>', 'file:///absolute/path or s3://bucket/prefix to restore from')
+    .argument('<destination-url>', 'file:///absolute/path, s3://bucket/prefix, azure://container/prefix or gdrive://folder-id to restore from')
     .argument('<dir>', 'local directory to restore into (created if missing)');
   addDestinationOptions(cmd)
     .option('--prefix <key-prefix>', 'restore only objects whose key starts with this (they keep their full key as path)')
