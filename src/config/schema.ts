@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BackendOptions } from '../backends/backend.js';
 import { parseDestinationUrl, redactUrl } from '../backends/registry.js';
-import { parseSize } from '../cli/format.js';
+import { parseSize } from '../core/units.js';
 import { compileExcludes } from '../scan/ignore.js';
 import { parseMaxDelete } from '../sync/sync.js';
 import { didYouMean, type IssueList } from './diagnostics.js';
