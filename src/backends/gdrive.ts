@@ -82,8 +82,8 @@ const CAPABILITIES: Capabilities = {
   versioning: false,
   // Drive itself sets no limit on a path; this keeps keys portable to S3.
   maxKeyBytes: 1024,
-  // Drive's limit for one file.
-  maxObjectSize: 5 * 1024 * GiB,
+  // Drive's limit for one file: 5 TB.
+  maxObjectSize: 5 * 1000 ** 4,
   minPartSize: CHUNK_UNIT,
   maxPartSize: GiB,
   partSizeMultiple: CHUNK_UNIT,
@@ -701,10 +701,25 @@ export class DriveBackend implements Backend {
       if (bodyError !== undefined && opts.signal?.aborted !== true) {
         throw isHoldfastError(bodyError) ? bodyError : classifyError(bodyError, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
       }
+      if (statusOf(e) === 404 && opts.signal?.aborted !== true) throw this.folderGone(key, e);
       throw this.fail(e, opts.signal, `uploading "${printable(key)}"`);
     } finally {
       dispose();
     }
+  }
+
+  /**
+   * A write answered 404: someone deleted the file, or a folder this backend
+   * had cached, while we used it. Forget every cached folder; the engine's
+   * retry looks the key up again and creates what is missing.
+   */
+  private folderGone(key: string, cause?: unknown): HoldfastError {
+    this.folders.clear();
+    return new HoldfastError(
+      'HOLDFAST_E_DEST_SERVER',
+      { detail: `"${printable(key)}" or one of its folders was deleted while in use; it will be created again` },
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   /**
@@ -948,6 +963,7 @@ export class DriveBackend implements Backend {
     } catch (e) {
       throw this.fail(e, opts.signal, `starting an upload session for "${printable(key)}"`);
     }
+    if (res.status === 404) throw this.folderGone(key);
     if (res.status !== 200 && res.status !== 201) throw httpError(res.status, res.data, `starting an upload session for "${printable(key)}"`);
     const location = res.headers.get('location');
     if (location === null || location === '') throw new HoldfastError('HOLDFAST_E_DEST_REJECTED', { detail: `Drive started an upload session for "${printable(key)}" without a session URI` });

@@ -184,6 +184,19 @@ describe('gdrive:// specifics (on the local fake Drive)', () => {
     assert.equal((await b.head('x/2'))?.size, 1);
   });
 
+  it('a folder deleted behind the backend\'s back: the write fails transiently, the retry creates it again', async () => {
+    const root = drive.createFolder('vanishing');
+    const b = await open(root);
+    await put(b, 'dir/one', Buffer.from('1'));
+    const [dir] = named(root, 'dir');
+    const res = await fetch(`${drive.apiRoot}drive/v3/files/${dir!.id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${drive.token}` } });
+    assert.equal(res.status, 204);
+    const e = await caught(put(b, 'dir/two', Buffer.from('2')));
+    assert.equal(e.transient, true, `${e.code}: ${e.message}`);
+    await put(b, 'dir/two', Buffer.from('2'));
+    assert.deepEqual(await keys(b), ['dir/two']);
+  });
+
   it('listing pages through results (the fake answers 3 files a page)', async () => {
     const root = drive.createFolder('paging');
     const b = await open(root);

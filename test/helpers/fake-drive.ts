@@ -663,7 +663,7 @@ export async function startFakeDrive(options: { maxPageSize?: number; token?: st
       const f = fileOr404(s.doneFileId);
       return sendJson(res, 200, select(resource(f), fileSelection(s.fields ?? null)));
     }
-    res.writeHead(308, { 'Content-Length': '0', ...(s.received > 0 ? { Range: `bytes=0-${s.received - 1}` } : {}) }).end();
+    res.writeHead(308, 'Resume Incomplete', { 'Content-Length': '0', ...(s.received > 0 ? { Range: `bytes=0-${s.received - 1}` } : {}) }).end();
   }
 
   /** A PUT to a session URI: a status query (`bytes *\/N`, no body) or a chunk. */
