@@ -443,6 +443,7 @@ describe('push() to gdrive:// (on the local fake Drive)', () => {
       assert.equal(drive.stats.ops.get('upload.start') ?? 0, 0, 'no new session');
       assert.equal(drive.stats.chunkBytes, big.length - (2 * MiB + 512 * KiB), 'only the missing bytes were sent');
       assert.equal(drive.stats.multipartBytes, 0, 'small.txt was not sent again');
+      assert.equal(drive.stats.maxChunksInFlight, 1, 'parts went one at a time (sequentialParts)');
 
       const stored = drive.filesUnder(root);
       assert.deepEqual(stored.map((s) => s.path).sort(), ['data/big.bin', 'small.txt']);

@@ -112,6 +112,8 @@ export interface FakeDriveStats {
   chunkBytes: number;
   /** Body bytes of multipart (single request) uploads. */
   multipartBytes: number;
+  /** The most chunk PUTs one session ever had in flight at once (Drive's sessions take one at a time). */
+  maxChunksInFlight: number;
 }
 
 export interface FakeDrive {
@@ -374,7 +376,8 @@ export async function startFakeDrive(options: { maxPageSize?: number; token?: st
   const faults: InjectedFault[] = [];
   let interrupt: { afterBytes: number; nth: number } | undefined;
   let clock = 0;
-  const stats: FakeDriveStats = { ops: new Map(), chunkBytes: 0, multipartBytes: 0 };
+  const stats: FakeDriveStats = { ops: new Map(), chunkBytes: 0, multipartBytes: 0, maxChunksInFlight: 0 };
+  const inFlight = new Map<string, number>();
   let apiRoot = '';
 
   const now = (): number => (clock = Math.max(Date.now(), clock + 1));
@@ -705,6 +708,10 @@ export async function startFakeDrive(options: { maxPageSize?: number; token?: st
     if (!last && length % UNIT !== 0) {
       return fail('badRequest', `Invalid request. The number of bytes uploaded is required to be a multiple of ${UNIT} bytes, except for the last request (got ${length}).`);
     }
+    const active = (inFlight.get(s.id) ?? 0) + 1;
+    inFlight.set(s.id, active);
+    stats.maxChunksInFlight = Math.max(stats.maxChunksInFlight, active);
+    req.once('close', () => inFlight.set(s.id, (inFlight.get(s.id) ?? 1) - 1));
     let cut: number | undefined;
     if (interrupt !== undefined && --interrupt.nth <= 0) {
       cut = interrupt.afterBytes;
@@ -780,6 +787,7 @@ export async function startFakeDrive(options: { maxPageSize?: number; token?: st
       stats.ops.clear();
       stats.chunkBytes = 0;
       stats.multipartBytes = 0;
+      stats.maxChunksInFlight = 0;
     },
     createFolder(name: string, parent?: string): string {
       if (parent === undefined) {
