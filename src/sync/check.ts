@@ -525,16 +525,17 @@ export interface UploadVerdict {
 }
 
 /**
- * Judges each open multipart upload. Returns false (and calls nothing) when
- * the destination cannot list uploads (HOLDFAST_E_NOT_SUPPORTED), so the
- * caller can say the category was not checked. A destination without
+ * Judges each open multipart upload. Returns true when every upload was
+ * judged, or — calling nothing — the reason the destination cannot list them
+ * (its HOLDFAST_E_NOT_SUPPORTED message), so the caller can say the category
+ * was not checked. A destination without
  * multipart support has no uploads: checked, none found.
  *
  * Stale = no row references it AND it is older than `olderThanMs`. The age
  * matters: an upload another run just created is unreferenced for the moment
  * between CreateMultipartUpload and the ledger write of its id.
  */
-export async function forEachUpload(session: ConsistencySession, olderThanMs: number, fn: (v: UploadVerdict) => Promise<void>): Promise<boolean> {
+export async function forEachUpload(session: ConsistencySession, olderThanMs: number, fn: (v: UploadVerdict) => Promise<void>): Promise<true | string> {
   const mp = session.backend.multipart;
   if (mp === undefined) return true;
   const now = Date.now();
@@ -546,7 +547,7 @@ export async function forEachUpload(session: ConsistencySession, olderThanMs: nu
         r = await it.next();
       } catch (e) {
         const err = classifyError(e, 'HOLDFAST_E_NETWORK');
-        if (err.code === 'HOLDFAST_E_NOT_SUPPORTED') return false;
+        if (err.code === 'HOLDFAST_E_NOT_SUPPORTED') return err.message;
         throw err;
       }
       if (r.done === true) return true;
@@ -712,8 +713,8 @@ export async function runCheck(session: ConsistencySession, options: Omit<CheckO
       scanned.uploads++;
       if (u.stale) collector.add('staleUploads', staleUploadFinding(u));
     });
-    if (!checkedUploads) {
-      unchecked.staleUploads = `${session.backend.url} does not list multipart uploads (ListMultipartUploads is not implemented by this server)`;
+    if (checkedUploads !== true) {
+      unchecked.staleUploads = `${session.backend.url} cannot list unfinished uploads: ${checkedUploads}`;
     }
   } finally {
     await Promise.allSettled(inflight);
