@@ -7,14 +7,14 @@
 //   npm run bench -- [--reps 3] [--only s3|local] [--scenario a,b,c,d] [--keep]
 //                    [--files 5000] [--large-mib 256] [--timeout 300] [--max-minutes 30]
 
-import { execFileSync, fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
+import { S3Server } from './s3-server.js';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { checkGnuTime, killGroup, procCpuMs, runTimed, runningChildren, stats } from './measure.js';
+import { checkGnuTime, killGroup, runTimed, runningChildren, stats } from './measure.js';
 import type { Sample, Stats } from './measure.js';
 import { countFiles, differing, makeLargeFile, makeSmallTree, mutate } from './trees.js';
 import type { SmallTreeSpec } from './trees.js';
@@ -79,7 +79,6 @@ interface Ratio {
 const here = fileURLToPath(new URL('.', import.meta.url));
 // The bundled CLI, as installed users run it (npm run build makes it).
 const CLI = join(here, '..', 'bin', 'holdfast.js');
-const S3RVER_CHILD = join(here, 's3rver-child.js');
 const RESULTS_DIR = join(here, '..', '..', 'bench', 'results');
 
 // ---------------------------------------------------------------- options
@@ -119,73 +118,6 @@ if (!Number.isInteger(fileCount) || fileCount < 100) usage('--files must be an i
 const scenarioTitle = (s: Scenario): string =>
   s.id === 'd' ? `${s.title} (${largeSize / 1024 / 1024} MiB)` : s.id === 'c' ? `${s.title} (${changedCount} of ${fileCount})` : `${s.title} (${fileCount} × 4 KiB)`;
 
-// ---------------------------------------------------------------- s3rver child
-
-class S3Server {
-  readonly #child: ChildProcess;
-  readonly endpoint: string;
-  readonly dir: string;
-  #nextId = 0;
-
-  private constructor(child: ChildProcess, port: number, dir: string) {
-    this.#child = child;
-    this.endpoint = `http://127.0.0.1:${port}`;
-    this.dir = dir;
-  }
-
-  static async start(dir: string): Promise<S3Server> {
-    await mkdir(dir, { recursive: true });
-    const child = fork(S3RVER_CHILD, [dir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    if (child.pid !== undefined) s3rverPids.add(child.pid);
-    const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('s3rver did not start within 20 s')), 20_000);
-      child.once('exit', (code) => reject(new Error(`s3rver exited (${code})`)));
-      child.on('message', (m: { type: string; port?: number }) => {
-        if (m.type === 'ready' && m.port !== undefined) {
-          clearTimeout(timer);
-          resolve(m.port);
-        }
-      });
-    });
-    return new S3Server(child, port, dir);
-  }
-
-  get pid(): number {
-    return this.#child.pid!;
-  }
-
-  /** CPU time (ms) the server has used so far. */
-  cpuMs(): number {
-    return procCpuMs(this.pid);
-  }
-
-  async createBucket(name: string): Promise<void> {
-    const id = this.#nextId++;
-    await new Promise<void>((resolve, reject) => {
-      const onMessage = (m: { type: string; id?: number; message?: string }): void => {
-        if (m.id !== id) return;
-        this.#child.off('message', onMessage);
-        if (m.type === 'done') resolve();
-        else reject(new Error(`createBucket ${name}: ${m.message}`));
-      };
-      this.#child.on('message', onMessage);
-      this.#child.send({ type: 'createBucket', id, name });
-    });
-  }
-
-  async stop(): Promise<void> {
-    const child = this.#child;
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
-    if (child.pid !== undefined) s3rverPids.delete(child.pid);
-  }
-}
-
-const s3rverPids = new Set<number>();
 
 // ---------------------------------------------------------------- tools
 
@@ -511,7 +443,7 @@ function toolVersion(cmd: string, args: string[]): string {
 
 function cleanupChildren(): void {
   for (const pid of runningChildren) killGroup(pid);
-  for (const pid of s3rverPids) {
+  for (const pid of S3Server.pids) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
