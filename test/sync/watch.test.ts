@@ -133,6 +133,41 @@ describe('watch', () => {
     await proxy.stop();
   });
 
+  it('when no destination can be reached, the round is reported and retried until one can', async () => {
+    const { src, state } = dirs();
+    await server.createBucket('alldown');
+    const proxy = await startProxy({ target: server.endpoint, faults: [{ rate: 1, faults: [FAULT_503] }] });
+    writeFileSync(join(src, 'a.txt'), 'a');
+    const stop = new AbortController();
+    const roundErrors: { code: string; retryInMs: number }[] = [];
+    const rounds: WatchRound[] = [];
+    const running = watch({
+      source: src,
+      destination: 's3://alldown/x',
+      backendOptions: { s3Endpoint: proxy.endpoint },
+      stateDir: state,
+      quietMs: 0,
+      retryBaseMs: 100,
+      retryMaxMs: 200,
+      stopSignal: stop.signal,
+      onRound: (r) => rounds.push(r),
+      onRoundError: (e, retryInMs) => roundErrors.push({ code: e.code, retryInMs }),
+      ...fast,
+    });
+    await until('two failed rounds', () => roundErrors.length >= 2);
+    assert.ok(roundErrors.every((e) => e.code === 'HOLDFAST_E_DEST_UNREACHABLE'));
+    assert.deepEqual(
+      roundErrors.slice(0, 2).map((e) => e.retryInMs),
+      [100, 200],
+      'the wait doubles, up to retryMaxMs',
+    );
+    proxy.setFaults([]);
+    await until('a completed round', () => rounds.some((r) => r.report.status === 'completed' && r.report.uploads.completed === 1));
+    stop.abort();
+    assert.equal((await running).stoppedCleanly, true);
+    await proxy.stop();
+  });
+
   it('a missing source is refused at once; usage errors are not retried', async () => {
     const { dst, state } = dirs();
     await assert.rejects(watch({ source: join(tmp.path, 'nope'), destination: `file://${dst}`, stateDir: state }), /does not exist/);
