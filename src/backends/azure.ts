@@ -26,13 +26,12 @@
 // there).
 
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
-import type { BlockBlobClient, ContainerClient, StoragePipelineOptions } from '@azure/storage-blob';
+import type { BlobItem, BlockBlobClient, ContainerClient, ContainerListBlobsOptions, StoragePipelineOptions } from '@azure/storage-blob';
 import { cancelledError, classifyError, HoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
-import { MTIME_METADATA_KEY, SHA256_METADATA_KEY } from './backend.js';
+import { MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
 import type {
   Backend,
   BackendFactory,
@@ -49,7 +48,8 @@ import type {
   PutResult,
   UploadedPart,
 } from './backend.js';
-import { compareKeys, keyInvalidError, printable, validateKeyCommon } from './keys.js';
+import { guardBody } from './body.js';
+import { compareKeys, keyInvalidError, prefixFromUrl, printable, validateKeyCommon } from './keys.js';
 
 const MiB = 1024 * 1024;
 /** Put Blob's limit (service version 2019-12-12 and later); larger objects are staged blocks. */
@@ -123,13 +123,6 @@ function metadataValue(metadata: Readonly<Record<string, string>> | undefined, a
   if (metadata === undefined) return undefined;
   for (const [k, v] of Object.entries(metadata)) if (k.toLowerCase() === azureName) return v;
   return undefined;
-}
-
-/** `holdfast-mtime` back to epoch ms; anything that is not an integer (a foreign tool's value) is ignored. */
-function parseMtime(value: string | undefined): number | undefined {
-  if (value === undefined || !/^-?\d{1,16}$/.test(value)) return undefined;
-  const n = Number(value);
-  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 // ---- upload ids and block ids --------------------------------------------
@@ -213,20 +206,7 @@ export function parseAzureUrl(url: URL): { container: string; prefix: string } {
       detail: `"${container}" is not a valid container name (3-63 characters: lowercase letters, digits and single hyphens, starting and ending with a letter or digit)`,
     });
   }
-  let prefix: string;
-  try {
-    prefix = decodeURIComponent(url.pathname.replace(/^\/+/, ''));
-  } catch {
-    throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: 'the prefix has an invalid %-escape' });
-  }
-  if (prefix !== '' && !prefix.endsWith('/')) prefix += '/';
-  if (prefix !== '') {
-    try {
-      validateAzureKey(prefix.slice(0, -1), '');
-    } catch (e) {
-      throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: `invalid prefix: ${(e as Error).message}` }, { cause: e });
-    }
-  }
+  const prefix = prefixFromUrl(url, shown, (p) => validateAzureKey(p, ''));
   return { container, prefix };
 }
 
@@ -383,21 +363,11 @@ function sanitized(e: unknown): Error {
   return Object.assign(out, { code: code ?? netCode, ...(status !== undefined ? { statusCode: status } : {}) });
 }
 
-// ---- streams ---------------------------------------------------------------
+// ---- signals ---------------------------------------------------------------
 
 /** A function, not `signal?.aborted`: TypeScript would keep a narrowing of the property across awaits. */
 function aborted(signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true;
-}
-
-/** Links an optional outer signal to a fresh controller; `dispose()` removes the listener. */
-function linkedController(outer: AbortSignal | undefined): { readonly controller: AbortController; readonly dispose: () => void } {
-  const controller = new AbortController();
-  if (outer === undefined) return { controller, dispose: () => undefined };
-  const onAbort = (): void => controller.abort(outer.reason);
-  if (outer.aborted) onAbort();
-  else outer.addEventListener('abort', onAbort, { once: true, signal: controller.signal });
-  return { controller, dispose: () => outer.removeEventListener('abort', onAbort) };
 }
 
 // ---- the backend -------------------------------------------------------------
@@ -539,69 +509,21 @@ export class AzureBackend implements Backend {
       // Said before sending a byte; the engine should have chosen staged blocks.
       throw new HoldfastError('HOLDFAST_E_TOO_LARGE', { key: printable(key), size: opts.size, max: MAX_SINGLE_PUT });
     }
-    // The SDK pipes the body into the request with `pipe()`, which does not
-    // forward errors: a failing body would leave the request waiting for bytes
-    // forever. So a body error aborts the request through our own controller.
-    const { controller, dispose } = linkedController(opts.signal);
-    const source = body.open();
-    let sent = 0;
-    let received = 0;
-    let bodyError: unknown;
-    const sizeMismatch = (): HoldfastError =>
-      new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key, detail: `expected ${opts.size} bytes, the body had ${received}` });
-    // Holds back the latest chunk until the next one arrives or the body ends
-    // cleanly: a body that fails at its very end (a verifier that finds the
-    // hash wrong after the last byte) then never delivers the full
-    // Content-Length, so the server cannot store a complete, wrong blob. It
-    // also enforces the declared size: a short body would leave the request
-    // hanging.
-    let held: Buffer | undefined;
-    const pass = (self: Transform, chunk: Buffer): void => {
-      sent += chunk.length;
-      self.push(chunk);
-      opts.onProgress?.(sent);
-    };
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb): void {
-        received += chunk.length;
-        if (received > opts.size) return cb(sizeMismatch());
-        if (held !== undefined) pass(this, held);
-        held = chunk;
-        cb();
-      },
-      flush(cb): void {
-        if (received !== opts.size) return cb(sizeMismatch());
-        if (held !== undefined) pass(this, held);
-        held = undefined;
-        cb();
-      },
-    });
-    const piping = pipeline(source, counter).catch((e: unknown) => {
-      if (bodyError === undefined && !controller.signal.aborted) {
-        bodyError = e;
-        controller.abort(e);
-      }
-    });
+    // The SDK streams the body with pipe(): guardBody aborts the request when
+    // the body fails, and holds back its last chunk until it ended cleanly.
+    const guarded = guardBody(key, body, opts);
     try {
-      const out = await blob.upload(() => counter, opts.size, {
-        abortSignal: controller.signal,
+      const out = await blob.upload(() => guarded.stream, opts.size, {
+        abortSignal: guarded.signal,
         metadata: objectMetadata(opts),
         blobHTTPHeaders: { blobContentType: CONTENT_TYPE },
       });
-      if (sent !== opts.size) {
-        // Cannot normally happen (Content-Length is enforced by HTTP), but never report a short body as stored.
-        throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key, detail: `expected ${opts.size} bytes, sent ${sent}` });
-      }
+      guarded.assertAllSent();
       return { etag: out.etag, versionId: out.versionId };
     } catch (e) {
-      if (aborted(opts.signal)) throw cancelledError(opts.signal);
-      if (bodyError !== undefined) throw classifyError(bodyError, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
-      throw this.fail(e, opts.signal, 'HOLDFAST_E_DEST_SERVER', key);
+      throw guarded.failure() ?? this.fail(e, opts.signal, 'HOLDFAST_E_DEST_SERVER', key);
     } finally {
-      dispose();
-      source.destroy();
-      counter.destroy();
-      await piping;
+      await guarded.dispose();
     }
   }
 
@@ -675,20 +597,10 @@ export class AzureBackend implements Backend {
     const startAfter = opts.startAfter;
     // List Blobs has no "start after": keys up to startAfter are skipped here
     // (names only; their content is never read).
-    const pages = this.containerClient
-      .listBlobsFlat({ prefix: fullPrefix === '' ? undefined : fullPrefix, includeMetadata: true, abortSignal: opts.signal })
-      .byPage({ maxPageSize: 5000 });
     let last: string | undefined;
-    for (;;) {
-      let page;
-      try {
-        page = await pages.next();
-      } catch (e) {
-        throw this.fail(e, opts.signal);
-      }
-      if (page.done === true) return;
+    for await (const blobs of this.blobPages(fullPrefix, { includeMetadata: true }, opts.signal)) {
       const items: ObjectInfo[] = [];
-      for (const b of page.value.segment.blobItems) {
+      for (const b of blobs) {
         if (!b.name.startsWith(fullPrefix)) continue;
         const key = b.name.slice(this.prefix.length);
         if (startAfter !== undefined && compareKeys(key, startAfter) <= 0) continue;
@@ -716,6 +628,25 @@ export class AzureBackend implements Backend {
         yield item;
       }
       throwIfAborted(opts.signal);
+    }
+  }
+
+  /** List Blobs under `fullPrefix` (a whole blob-name prefix), a page of blobs at a time; a failed page leaves through `fail`. */
+  private async *blobPages(
+    fullPrefix: string,
+    include: Pick<ContainerListBlobsOptions, 'includeMetadata' | 'includeUncommitedBlobs'>,
+    signal: AbortSignal | undefined,
+  ): AsyncIterable<BlobItem[]> {
+    const pages = this.containerClient.listBlobsFlat({ prefix: fullPrefix === '' ? undefined : fullPrefix, ...include, abortSignal: signal }).byPage({ maxPageSize: 5000 });
+    for (;;) {
+      let page;
+      try {
+        page = await pages.next();
+      } catch (e) {
+        throw this.fail(e, signal);
+      }
+      if (page.done === true) return;
+      yield page.value.segment.blobItems;
     }
   }
 
@@ -896,18 +827,8 @@ export class AzureBackend implements Backend {
   private async *mpListUploads(prefix = '', opts: OpOptions = {}): AsyncIterable<MultipartUploadInfo> {
     throwIfAborted(opts.signal);
     const fullPrefix = this.prefix + prefix;
-    const pages = this.containerClient
-      .listBlobsFlat({ prefix: fullPrefix === '' ? undefined : fullPrefix, includeUncommitedBlobs: true, abortSignal: opts.signal })
-      .byPage({ maxPageSize: 5000 });
-    for (;;) {
-      let page;
-      try {
-        page = await pages.next();
-      } catch (e) {
-        throw this.fail(e, opts.signal);
-      }
-      if (page.done === true) return;
-      const candidates = page.value.segment.blobItems.filter((b) => b.name.startsWith(fullPrefix) && (b.properties.contentLength ?? 0) === 0);
+    for await (const blobs of this.blobPages(fullPrefix, { includeUncommitedBlobs: true }, opts.signal)) {
+      const candidates = blobs.filter((b) => b.name.startsWith(fullPrefix) && (b.properties.contentLength ?? 0) === 0);
       candidates.sort((a, b) => compareKeys(a.name, b.name));
       for (const b of candidates) {
         let list;

@@ -10,6 +10,13 @@ export const SHA256_METADATA_KEY = 'holdfast-sha256';
 /** Metadata key carrying the source file's modification time (epoch ms, an integer) where the backend has no file times of its own. */
 export const MTIME_METADATA_KEY = 'holdfast-mtime';
 
+/** A `holdfast-mtime` value back to epoch ms; anything that is not an integer (a foreign tool's value) is ignored. */
+export function parseMtime(value: string | undefined): number | undefined {
+  if (value === undefined || !/^-?\d{1,16}$/.test(value)) return undefined;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 export interface Capabilities {
   /** Large objects can be sent in parts and resumed (`multipart` is present). */
   readonly multipart: boolean;

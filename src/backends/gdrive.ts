@@ -31,13 +31,13 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { drive as openDriveApi } from '@googleapis/drive';
 import type { drive_v3, MethodOptions } from '@googleapis/drive';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
 import { cancelledError, classifyError, HoldfastError, isHoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
-import { MTIME_METADATA_KEY, SHA256_METADATA_KEY } from './backend.js';
+import { MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
 import type {
   Backend,
   BackendFactory,
@@ -54,6 +54,7 @@ import type {
   PutResult,
   UploadedPart,
 } from './backend.js';
+import { bufferStream, guardBody, limitBytes } from './body.js';
 import { printable, validateKeyCommon } from './keys.js';
 
 const KiB = 1024;
@@ -255,40 +256,6 @@ function quote(s: string): string {
 
 function sha256Hex(s: string): string {
   return createHash('sha256').update(s, 'utf8').digest('hex');
-}
-
-/** `holdfast-mtime` back to epoch ms; anything that is not an integer is ignored. */
-function parseMtime(value: string | undefined): number | undefined {
-  if (value === undefined || !/^-?\d{1,16}$/.test(value)) return undefined;
-  const n = Number(value);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
-/** Links an optional outer signal to a fresh controller; `dispose()` removes the listener. */
-function linkedController(outer: AbortSignal | undefined): { readonly controller: AbortController; readonly dispose: () => void } {
-  const controller = new AbortController();
-  if (outer === undefined) return { controller, dispose: () => undefined };
-  const onAbort = (): void => controller.abort(outer.reason);
-  if (outer.aborted) onAbort();
-  else outer.addEventListener('abort', onAbort, { once: true, signal: controller.signal });
-  return { controller, dispose: () => outer.removeEventListener('abort', onAbort) };
-}
-
-/** A stream of `buf` in 64 KiB slices, counting bytes for progress. */
-function bufferStream(buf: Buffer, onProgress: (sent: number) => void): Readable {
-  const CHUNK = 64 * KiB;
-  let sent = 0;
-  return Readable.from(
-    (function* slices() {
-      for (let off = 0; off < buf.length; off += CHUNK) {
-        const slice = buf.subarray(off, Math.min(off + CHUNK, buf.length));
-        sent += slice.length;
-        onProgress(sent);
-        yield slice;
-      }
-    })(),
-    { objectMode: false },
-  );
 }
 
 interface DriveErrorBody {
@@ -652,59 +619,35 @@ export class DriveBackend implements Backend {
     const parent = existing === undefined ? await this.ensureFolders(segments, opts.signal) : undefined;
 
     // The client pipes the body into its multipart/related request with pipe(),
-    // which does not forward errors: a failing body aborts the request through
-    // our own controller. The closing boundary is written only after the body
-    // ended cleanly, so Drive never stores a short or unverified body.
-    const { controller, dispose } = linkedController(opts.signal);
-    const source = body.open();
-    let received = 0;
-    let bodyError: unknown;
-    const sizeMismatch = (): HoldfastError =>
-      new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key, detail: `expected ${opts.size} bytes, the body had ${received}` });
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb): void {
-        received += chunk.length;
-        if (received > opts.size) return cb(sizeMismatch());
-        cb(null, chunk);
-        opts.onProgress?.(received);
-      },
-      flush(cb): void {
-        cb(received !== opts.size ? sizeMismatch() : null);
-      },
-    });
-    const onBodyError = (e: unknown): void => {
-      bodyError ??= e;
-      controller.abort(e);
-    };
-    source.on('error', onBodyError);
-    counter.on('error', onBodyError);
-    source.pipe(counter);
-    const media = { mimeType: 'application/octet-stream', body: counter };
+    // which does not forward errors: guardBody aborts the request when the body
+    // fails. Nothing needs holding back: the closing boundary is written only
+    // after the body ended cleanly, so Drive never stores a short or unverified body.
+    const guarded = guardBody(key, body, { ...opts, holdBackLast: false });
+    const media = { mimeType: 'application/octet-stream', body: guarded.stream };
     try {
       let written: drive_v3.Schema$File;
       if (existing !== undefined) {
         ({ data: written } = await this.api.files.update(
           { fileId: existing.id, requestBody: { appProperties }, media, fields: FILE_FIELDS, supportsAllDrives: true },
-          this.call(controller.signal),
+          this.call(guarded.signal),
         ));
       } else {
         ({ data: written } = await this.api.files.create(
           { requestBody: { name, parents: [parent ?? this.rootId], appProperties }, media, fields: FILE_FIELDS, supportsAllDrives: true },
-          this.call(controller.signal),
+          this.call(guarded.signal),
         ));
       }
-      if (bodyError !== undefined) throw classifyError(bodyError, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
+      const bodyError = guarded.bodyError();
+      if (bodyError !== undefined) throw bodyError;
       const file = await this.settle(key, toDriveFile(written), opts.sha256, opts.signal);
       return file.md5Checksum !== undefined ? { etag: file.md5Checksum } : {};
     } catch (e) {
-      source.destroy();
-      if (bodyError !== undefined && opts.signal?.aborted !== true) {
-        throw isHoldfastError(bodyError) ? bodyError : classifyError(bodyError, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
-      }
+      const failure = guarded.failure();
+      if (failure !== undefined) throw failure;
       if (statusOf(e) === 404 && opts.signal?.aborted !== true) throw this.folderGone(key, e);
       throw this.fail(e, opts.signal, `uploading "${printable(key)}"`);
     } finally {
-      dispose();
+      await guarded.dispose();
     }
   }
 
@@ -795,23 +738,7 @@ export class DriveBackend implements Backend {
       body.destroy();
       throw new HoldfastError('HOLDFAST_E_DEST_REJECTED', { detail: `Drive answered the range ${start}-${end} of "${printable(key)}" with ${contentRange ?? 'the whole file'}` });
     }
-    let left = end - start + 1;
-    const limit = new Transform({
-      transform(chunk: Buffer, _enc, cb): void {
-        if (left <= 0) return cb();
-        const part = chunk.length <= left ? chunk : chunk.subarray(0, left);
-        left -= part.length;
-        cb(null, part);
-        if (left <= 0) {
-          this.end();
-          body.destroy();
-        }
-      },
-    });
-    body.on('error', (e) => {
-      if (left > 0) limit.destroy(e);
-    });
-    return body.pipe(limit);
+    return limitBytes(body, end - start + 1);
   }
 
   async delete(key: string, opts: OpOptions = {}): Promise<void> {

@@ -6,7 +6,9 @@
 // mean something different on some destination (a path that climbs out of the
 // root, a leading "/", an empty segment that S3 keeps but a filesystem folds)
 // or what cannot be stored faithfully (NUL, unpaired UTF-16 surrogates, which
-// UTF-8 cannot encode and would silently become U+FFFD).
+// UTF-8 cannot encode and would silently become U+FFFD). The prefix of a
+// bucket-style destination URL (s3://, azure://), which its keys are stored
+// under, is read here too.
 
 import { HoldfastError } from '../core/errors.js';
 
@@ -52,4 +54,28 @@ export function validateKeyCommon(key: string, rules: KeyRules): void {
 /** Byte order of keys as UTF-8 (what S3 lists by), not JS `<` (UTF-16 code units). */
 export function compareKeys(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/**
+ * The destination prefix in the path of a bucket-style URL (`s3://bucket/some/prefix`
+ * → "some/prefix/"): %-decoded, ending with "/" unless empty, and checked by
+ * `validate` (given it without the final "/"). Failures are HOLDFAST_E_BAD_URL
+ * for `shown`, the URL as it may be printed.
+ */
+export function prefixFromUrl(url: URL, shown: string, validate: (prefix: string) => void): string {
+  let prefix: string;
+  try {
+    prefix = decodeURIComponent(url.pathname.replace(/^\/+/, ''));
+  } catch {
+    throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: 'the prefix has an invalid %-escape' });
+  }
+  if (prefix !== '' && !prefix.endsWith('/')) prefix += '/';
+  if (prefix !== '') {
+    try {
+      validate(prefix.slice(0, -1));
+    } catch (e) {
+      throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: `invalid prefix: ${(e as Error).message}` }, { cause: e });
+    }
+  }
+  return prefix;
 }

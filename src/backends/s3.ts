@@ -9,8 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -28,7 +27,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { cancelledError, classifyError, HoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
-import { MTIME_METADATA_KEY, SHA256_METADATA_KEY } from './backend.js';
+import { MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
 import type {
   Backend,
   BackendFactory,
@@ -45,7 +44,8 @@ import type {
   PutResult,
   UploadedPart,
 } from './backend.js';
-import { compareKeys, keyInvalidError, printable, validateKeyCommon } from './keys.js';
+import { bufferStream, guardBody, limitBytes } from './body.js';
+import { compareKeys, keyInvalidError, prefixFromUrl, printable, validateKeyCommon } from './keys.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -154,20 +154,7 @@ export function parseS3Url(url: URL): { bucket: string; prefix: string } {
   if (!/^[a-z0-9][a-z0-9.\-_]{1,254}$/i.test(bucket)) {
     throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: `"${bucket}" is not a valid bucket name` });
   }
-  let prefix: string;
-  try {
-    prefix = decodeURIComponent(url.pathname.replace(/^\/+/, ''));
-  } catch {
-    throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: 'the prefix has an invalid %-escape' });
-  }
-  if (prefix !== '' && !prefix.endsWith('/')) prefix += '/';
-  if (prefix !== '') {
-    try {
-      validateKeyCommon(prefix.slice(0, -1), { maxKeyBytes: CAPABILITIES.maxKeyBytes });
-    } catch (e) {
-      throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: `invalid prefix: ${(e as Error).message}` }, { cause: e });
-    }
-  }
+  const prefix = prefixFromUrl(url, shown, (p) => validateKeyCommon(p, { maxKeyBytes: CAPABILITIES.maxKeyBytes }));
   return { bucket, prefix };
 }
 
@@ -179,33 +166,6 @@ interface S3BackendConfig {
   readonly forcePathStyle: boolean;
   readonly region: string | undefined;
   readonly ca: Buffer | undefined;
-}
-
-/** Links an optional outer signal to a fresh controller; `dispose()` removes the listener. */
-function linkedController(outer: AbortSignal | undefined): { readonly controller: AbortController; readonly dispose: () => void } {
-  const controller = new AbortController();
-  if (outer === undefined) return { controller, dispose: () => undefined };
-  const onAbort = (): void => controller.abort(outer.reason);
-  if (outer.aborted) onAbort();
-  else outer.addEventListener('abort', onAbort, { once: true, signal: controller.signal });
-  return { controller, dispose: () => outer.removeEventListener('abort', onAbort) };
-}
-
-/** A stream of `buf` in 64 KiB slices, counting bytes for progress. */
-function bufferStream(buf: Buffer, onProgress: (sent: number) => void): Readable {
-  const CHUNK = 64 * 1024;
-  let sent = 0;
-  return Readable.from(
-    (function* slices() {
-      for (let off = 0; off < buf.length; off += CHUNK) {
-        const slice = buf.subarray(off, Math.min(off + CHUNK, buf.length));
-        sent += slice.length;
-        onProgress(sent);
-        yield slice;
-      }
-    })(),
-    { objectMode: false },
-  );
 }
 
 export class S3Backend implements Backend {
@@ -309,75 +269,26 @@ export class S3Backend implements Backend {
       // Said before sending a byte; the engine should have chosen multipart (size > maxPartSize).
       throw new HoldfastError('HOLDFAST_E_TOO_LARGE', { key: printable(key), size: opts.size, max: MAX_SINGLE_PUT });
     }
-    // The SDK pipes the body into the request with `pipe()`, which does not
-    // forward errors: a failing body would leave the request waiting for bytes
-    // forever. So a body error aborts the request through our own controller.
-    const { controller, dispose } = linkedController(opts.signal);
-    const source = body.open();
-    let sent = 0;
-    let received = 0;
-    let bodyError: unknown;
-    const sizeMismatch = (): HoldfastError =>
-      new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key, detail: `expected ${opts.size} bytes, the body had ${received}` });
-    // Holds back the latest chunk until the next one arrives or the body ends
-    // cleanly: a body that fails at its very end (a verifier that finds the
-    // hash wrong after the last byte) then never delivers the full
-    // Content-Length, so the server cannot store a complete, wrong object.
-    // It also enforces the declared size: Node does not check an outgoing
-    // Content-Length, and a short body would leave the request hanging.
-    let held: Buffer | undefined;
-    const pass = (self: Transform, chunk: Buffer): void => {
-      sent += chunk.length;
-      self.push(chunk);
-      opts.onProgress?.(sent);
-    };
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb): void {
-        received += chunk.length;
-        if (received > opts.size) return cb(sizeMismatch());
-        if (held !== undefined) pass(this, held);
-        held = chunk;
-        cb();
-      },
-      flush(cb): void {
-        if (received !== opts.size) return cb(sizeMismatch());
-        if (held !== undefined) pass(this, held);
-        held = undefined;
-        cb();
-      },
-    });
-    const piping = pipeline(source, counter).catch((e: unknown) => {
-      if (bodyError === undefined && !controller.signal.aborted) {
-        bodyError = e;
-        controller.abort(e);
-      }
-    });
+    // The SDK streams the body with pipe(): guardBody aborts the request when
+    // the body fails, and holds back its last chunk until it ended cleanly.
+    const guarded = guardBody(key, body, opts);
     try {
       const out = await this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
           Key,
-          Body: counter,
+          Body: guarded.stream,
           ContentLength: opts.size,
           Metadata: objectMetadata(opts),
         }),
-        { abortSignal: controller.signal },
+        { abortSignal: guarded.signal },
       );
-      if (sent !== opts.size) {
-        // Cannot normally happen (ContentLength is enforced by HTTP), but never report a short body as stored.
-        throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key, detail: `expected ${opts.size} bytes, sent ${sent}` });
-      }
+      guarded.assertAllSent();
       return { etag: out.ETag, versionId: out.VersionId };
     } catch (e) {
-      if (opts.signal?.aborted === true) throw cancelledError(opts.signal);
-      if (bodyError !== undefined) throw classifyError(bodyError, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
-      if (e instanceof HoldfastError) throw e;
-      throw this.fail(e, opts.signal);
+      throw guarded.failure() ?? this.fail(e, opts.signal);
     } finally {
-      dispose();
-      source.destroy();
-      counter.destroy();
-      await piping;
+      await guarded.dispose();
     }
   }
 
@@ -442,24 +353,7 @@ export class S3Backend implements Backend {
     const served = m === null ? Infinity : Number(m[2]) - start + 1;
     const wanted = range.end - range.start + 1;
     if (served <= wanted) return body;
-    let left = wanted;
-    const limit = new Transform({
-      transform(chunk: Buffer, _enc, cb): void {
-        if (left <= 0) return cb();
-        const part = chunk.length <= left ? chunk : chunk.subarray(0, left);
-        left -= part.length;
-        cb(null, part);
-        // Stop reading what we would only throw away.
-        if (left <= 0) {
-          this.end();
-          body.destroy();
-        }
-      },
-    });
-    body.on('error', (e) => {
-      if (left > 0) limit.destroy(e);
-    });
-    return body.pipe(limit);
+    return limitBytes(body, wanted);
   }
 
   async delete(key: string, opts: OpOptions = {}): Promise<void> {
@@ -699,13 +593,6 @@ function objectMetadata(opts: { sha256: string; mtimeMs?: number; metadata?: Rea
   const out: Record<string, string> = { ...opts.metadata, [SHA256_METADATA_KEY]: opts.sha256 };
   if (opts.mtimeMs !== undefined && Number.isFinite(opts.mtimeMs)) out[MTIME_METADATA_KEY] = String(Math.floor(opts.mtimeMs));
   return out;
-}
-
-/** `holdfast-mtime` back to epoch ms; anything that is not an integer (a foreign tool's value) is ignored. */
-function parseMtime(value: string | undefined): number | undefined {
-  if (value === undefined || !/^-?\d{1,16}$/.test(value)) return undefined;
-  const n = Number(value);
-  return Number.isSafeInteger(n) ? n : undefined;
 }
 
 /**

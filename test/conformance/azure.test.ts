@@ -20,10 +20,9 @@ import type { Backend, BackendOptions, UploadedPart } from '../../src/backends/b
 import { blockIdOf, fromAzureMetadataName, parseBlockId, parseUploadId, toAzureMetadataName } from '../../src/backends/azure.js';
 import { bufferBody } from '../../src/backends/body.js';
 import { openBackend } from '../../src/backends/registry.js';
-import type { HoldfastError } from '../../src/core/errors.js';
-import { isHoldfastError } from '../../src/core/errors.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../helpers/azurite.js';
 import type { AzuriteServer } from '../helpers/azurite.js';
+import { caught, readAll, sha256 } from '../helpers/checks.js';
 import { backendConformance } from './backend-suite.js';
 
 const CONTAINER = 'holdfast-conformance';
@@ -63,27 +62,6 @@ function readListSas(): string {
     },
     cred,
   ).toString();
-}
-
-function sha256(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function caught(p: Promise<unknown> | (() => unknown)): Promise<HoldfastError> {
-  const e = await Promise.resolve()
-    .then(() => (typeof p === 'function' ? p() : p))
-    .then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-  assert.ok(isHoldfastError(e), `expected a HoldfastError, got ${String(e)}`);
-  return e;
 }
 
 backendConformance('azure:// on Azurite', async () => {

@@ -15,7 +15,7 @@
 // resume after an interruption from a NEW backend instance (`reopen`).
 
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -26,6 +26,7 @@ import { compareKeys } from '../../src/backends/keys.js';
 import { HoldfastError, isHoldfastError } from '../../src/core/errors.js';
 import { normalizeEtag } from '../../src/sync/check.js';
 import type { ErrorCode } from '../../src/core/errors.js';
+import { readAll, sha256 } from '../helpers/checks.js';
 import { makeTempDir } from '../helpers/tmp.js';
 
 export interface ConformanceTarget {
@@ -61,16 +62,6 @@ let counter = 0;
 function ns(): string {
   counter++;
   return `t${counter}-${randomBytes(3).toString('hex')}/`;
-}
-
-function sha256(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
-  return Buffer.concat(chunks);
 }
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {

@@ -6,42 +6,22 @@
 // new backend instance and from a new run of push(), credentials and errors.
 
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import type { Backend, BackendOptions } from '../../src/backends/backend.js';
 import { bufferBody } from '../../src/backends/body.js';
 import { CHUNK_UNIT, KEY_PROPERTY, type DriveBackend } from '../../src/backends/gdrive.js';
 import { openBackend } from '../../src/backends/registry.js';
-import { isHoldfastError, type HoldfastError } from '../../src/core/errors.js';
 import { push } from '../../src/sync/push.js';
 import { FOLDER_MIME, startFakeDrive, type FakeDrive } from '../helpers/fake-drive.js';
+import { caught, readAll, sha256 } from '../helpers/checks.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { backendConformance } from './backend-suite.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-function sha256(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function caught(p: Promise<unknown> | (() => unknown)): Promise<HoldfastError> {
-  const e = await (typeof p === 'function' ? Promise.resolve().then(p) : p).then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  assert.ok(isHoldfastError(e), `expected a HoldfastError, got ${e instanceof Error ? e.stack : String(e)}`);
-  return e;
-}
 
 function options(drive: FakeDrive, extra: BackendOptions = {}): BackendOptions {
   return { gdriveApiRoot: drive.apiRoot, gdriveAccessToken: drive.token, ...extra };

@@ -12,7 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Backend } from '../../src/backends/backend.js';
 import { bufferBody } from '../../src/backends/body.js';
 import { openBackend } from '../../src/backends/registry.js';
-import { HoldfastError, isHoldfastError } from '../../src/core/errors.js';
+import { HoldfastError } from '../../src/core/errors.js';
+import { caught } from '../helpers/checks.js';
 import { s3TestEnv, startS3Server } from '../helpers/s3-server.js';
 import type { S3TestServer } from '../helpers/s3-server.js';
 import { backendConformance } from './backend-suite.js';
@@ -43,15 +44,6 @@ backendConformance('s3:// on s3rver', async () => {
     },
   };
 });
-
-async function caught(p: Promise<unknown>): Promise<HoldfastError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  assert.ok(isHoldfastError(e), `expected a HoldfastError, got ${String(e)}`);
-  return e;
-}
 
 describe('s3:// specifics', () => {
   let server: S3TestServer;
