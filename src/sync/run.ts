@@ -146,18 +146,20 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
         try {
           await ensureReady(b, settings, cancellation);
         } catch (e) {
-          // One destination down never stops the others; alone, it stops the run.
-          if (!fanOut || o === undefined || classifyError(e).code === 'HOLDFAST_E_CANCELLED') throw e;
+          // One destination down never stops the others; alone, it stops the run (below).
+          if (o === undefined || classifyError(e).code === 'HOLDFAST_E_CANCELLED') throw e;
           o.notReady = classifyError(e);
         }
       }),
     );
+    const stateDir = options.stateDir ?? defaultStateDir();
     if (opened.every((o) => o.notReady !== undefined)) {
+      // Nothing can be done; the destinations' health still says so (status, monitoring).
+      if (!settings.dryRun) await recordUnreachable(ledger, stateDir, opened);
       const first = opened[0]?.notReady;
       if (first) throw first;
     }
     if (ledger === undefined) {
-      const stateDir = options.stateDir ?? defaultStateDir();
       // A dry run changes nothing, not even the ledger: with no ledger yet, plan against an empty one in memory.
       const inMemory = settings.dryRun && !existsSync(join(stateDir, 'holdfast.db'));
       // A locked ledger (another run migrating or writing) is waited for, with backoff.
@@ -192,6 +194,28 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
     for (const o of opened) await o.backend.close().catch(() => undefined);
     await backup?.close().catch(() => undefined);
     if (ownsLedger) await ledger?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Records a failed health check for destinations the ledger already tracks
+ * (an unknown URL, perhaps a typo, gets no row). Best effort: the run is
+ * failing anyway, and its error is the one to report.
+ */
+async function recordUnreachable(given: Ledger | undefined, stateDir: string, opened: readonly OpenDestination[]): Promise<void> {
+  if (given === undefined && !existsSync(join(stateDir, 'holdfast.db'))) return;
+  let ledger: Ledger | undefined;
+  try {
+    ledger = given ?? (await openLedger({ stateDir }));
+    for (const o of opened) {
+      const row = await ledger.getDestination(o.backend.url);
+      if (row === undefined || o.notReady === undefined) continue;
+      await ledger.recordDestinationHealth(row.id, { at: Date.now(), status: 'failed', error: `${o.notReady.code}: ${o.notReady.message}` });
+    }
+  } catch {
+    // The ledger is busy or unreadable: the run's own error says what matters.
+  } finally {
+    if (given === undefined) await ledger?.close().catch(() => undefined);
   }
 }
 

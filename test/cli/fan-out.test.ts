@@ -66,6 +66,12 @@ describe('holdfast push to several destinations', () => {
     assert.match(status.stdout, /s3:\/\/offsite\/host1\/ {2}\(s3\)[\s\S]*health: last upload -, last result failed, 2 failing run\(s\) in a row/);
     assert.match(status.stdout, /last error: HOLDFAST_E_DEST_UNREACHABLE: destination unreachable: cannot reach/);
 
+    // Alone, the unreachable destination stops the run (exit 3), and its health still records it.
+    const alone = await runCli(['push', src, 's3://offsite/host1', '--s3-endpoint', `http://127.0.0.1:${port}`, '--state', state, '--retries', '1'], { env });
+    assert.equal(alone.code, 3, alone.stderr);
+    const after = await runCli(['status', 's3://offsite/host1', '--state', state]);
+    assert.match(after.stdout, /last result failed, 3 failing run\(s\) in a row/);
+
     // With both destinations reachable the run completes, and exits 0.
     const b = `file://${join(tmp.path, 'b')}`;
     const ok = await runCli(['push', src, a, b, '--state', state, '--json']);
