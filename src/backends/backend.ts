@@ -180,6 +180,15 @@ export interface BackendOptions {
   /** S3: path-style addressing (needed by most local servers). */
   readonly s3PathStyle?: boolean;
   readonly s3Region?: string;
+  /**
+   * A request that makes no progress for this long is abandoned (and retried by
+   * the engine as HOLDFAST_E_TIMEOUT), so a server that accepts a connection and
+   * then hangs never stalls a run. s3://: no bytes sent or received for this
+   * long (default 120 s); gdrive://: the whole request, which is at most one
+   * chunk or one small file (default 15 min). azure:// has no client-side
+   * request timeout yet (the SDK's tryTimeoutInMs is only a server-side hint).
+   */
+  readonly requestTimeoutMs?: number;
   /** file://: fsync files and directories before reporting success (default true). */
   readonly fsync?: boolean;
   /** azure://: a connection string (else AZURE_STORAGE_CONNECTION_STRING). */
@@ -197,5 +206,10 @@ export interface BackendOptions {
   /** gdrive://: API root URL (else HOLDFAST_GDRIVE_API_ROOT, else https://www.googleapis.com/; tests point it at the local fake). */
   readonly gdriveApiRoot?: string;
 }
+
+/** Default for BackendOptions.requestTimeoutMs where it bounds inactivity (s3://). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
+/** Default for BackendOptions.requestTimeoutMs where it bounds a whole request (gdrive://). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 15 * 60_000;
 
 export type BackendFactory = (url: URL, options: BackendOptions) => Promise<Backend>;

@@ -37,7 +37,7 @@ import type { drive_v3, MethodOptions } from '@googleapis/drive';
 import { GoogleAuth, OAuth2Client } from 'google-auth-library';
 import { cancelledError, classifyError, HoldfastError, isHoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
-import { MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
 import type {
   Backend,
   BackendFactory,
@@ -97,6 +97,14 @@ const ENV_TOKEN = 'HOLDFAST_GDRIVE_ACCESS_TOKEN';
 /** Another API root (a local fake of the Drive API, a proxy); the `gdriveApiRoot` option wins. */
 const ENV_API_ROOT = 'HOLDFAST_GDRIVE_API_ROOT';
 
+/** Whether `e` or one of its causes is an AbortError. */
+function abortedInChain(e: unknown): boolean {
+  for (let c: unknown = e, depth = 0; c !== undefined && c !== null && depth < 5; c = (c as { cause?: unknown }).cause, depth++) {
+    if ((c as { name?: unknown }).name === 'AbortError') return true;
+  }
+  return false;
+}
+
 // ---- configuration -------------------------------------------------------
 
 /** What signs our requests: google-auth-library's GoogleAuth (service account) or OAuth2Client (access token). */
@@ -116,7 +124,7 @@ export const createBackend: BackendFactory = async (url: URL, options: BackendOp
   const rootId = parseDriveUrl(url);
   const apiRoot = parseApiRoot(nonEmpty(options.gdriveApiRoot) ?? nonEmpty(process.env[ENV_API_ROOT]) ?? DEFAULT_API_ROOT);
   const credentials = await loadCredentials(options, rootId);
-  return new DriveBackend({ rootId, apiRoot, credentials });
+  return new DriveBackend({ rootId, apiRoot, credentials, timeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS });
 };
 
 /** `gdrive://<folder-id>` → the folder id. */
@@ -325,6 +333,8 @@ interface DriveBackendConfig {
   /** Ends with "/". */
   readonly apiRoot: string;
   readonly credentials: Credentials;
+  /** One request (at most one chunk or one small file) may take this long; a server that hangs must not stall the run. */
+  readonly timeoutMs: number;
 }
 
 interface RootInfo {
@@ -349,6 +359,7 @@ export class DriveBackend implements Backend {
   readonly rootId: string;
   private readonly apiRoot: string;
   private readonly auth: DriveAuth;
+  private readonly timeoutMs: number;
   private readonly principal: string;
   private readonly api: drive_v3.Drive;
   private readonly httpAgent = new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS });
@@ -369,7 +380,8 @@ export class DriveBackend implements Backend {
     this.principal = cfg.credentials.principal;
     const agent = (u: URL): HttpAgent => (u.protocol === 'http:' ? this.httpAgent : this.httpsAgent);
     // Holdfast retries in one place, the engine: the client's own retries would multiply attempts and hide failures.
-    this.api = openDriveApi({ version: 'v3', auth: this.auth, rootUrl: this.apiRoot, retry: false, agent });
+    this.timeoutMs = cfg.timeoutMs;
+    this.api = openDriveApi({ version: 'v3', auth: this.auth, rootUrl: this.apiRoot, retry: false, agent, timeout: cfg.timeoutMs });
     this.multipart = {
       create: (key, opts) => this.mpCreate(key, opts),
       uploadPart: (key, uploadId, partNumber, body, opts) => this.mpUploadPart(key, uploadId, partNumber, body, opts),
@@ -393,6 +405,8 @@ export class DriveBackend implements Backend {
   private fail(e: unknown, signal: AbortSignal | undefined, what: string, fallback: ErrorCode = 'HOLDFAST_E_NETWORK'): HoldfastError {
     if (signal?.aborted === true) return cancelledError(signal);
     if (isHoldfastError(e)) return e;
+    // An abort nobody asked for is the client's own request timeout: the server did not answer in time.
+    if (abortedInChain(e)) return new HoldfastError('HOLDFAST_E_TIMEOUT', { detail: `${what}: no answer within ${this.timeoutMs} ms` }, { cause: e });
     const status = statusOf(e);
     if (status !== undefined) return httpError(status, (e as { response?: { data?: unknown } }).response?.data, what, e);
     const err = classifyError(e, fallback);
@@ -429,6 +443,7 @@ export class DriveBackend implements Backend {
       responseType: 'text',
       validateStatus: () => true,
       retry: false,
+      timeout: this.timeoutMs,
       // 308 here means "resume incomplete", not a redirect.
       redirect: 'manual',
       agent: this.agentFor(opts.url),

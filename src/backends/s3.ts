@@ -27,7 +27,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { cancelledError, classifyError, HoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
-import { MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
+import { DEFAULT_IDLE_TIMEOUT_MS, MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
 import type {
   Backend,
   BackendFactory,
@@ -117,7 +117,8 @@ export const createBackend: BackendFactory = async (url: URL, options: BackendOp
   const forcePathStyle = options.s3PathStyle ?? endpoint !== undefined;
   const useTls = endpoint === undefined || endpoint.startsWith('https:');
   const ca = useTls ? await readCaBundle() : undefined;
-  return new S3Backend({ bucket, prefix, endpoint, forcePathStyle, region: options.s3Region, ca });
+  const idleTimeoutMs = options.requestTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  return new S3Backend({ bucket, prefix, endpoint, forcePathStyle, region: options.s3Region, ca, idleTimeoutMs });
 };
 
 function nonEmpty(s: string | undefined): string | undefined {
@@ -166,6 +167,8 @@ interface S3BackendConfig {
   readonly forcePathStyle: boolean;
   readonly region: string | undefined;
   readonly ca: Buffer | undefined;
+  /** A request with no bytes moving for this long is abandoned (HOLDFAST_E_TIMEOUT, retried by the engine). */
+  readonly idleTimeoutMs: number;
 }
 
 export class S3Backend implements Backend {
@@ -205,6 +208,10 @@ export class S3Backend implements Backend {
         httpAgent: new HttpAgent(agentOptions),
         httpsAgent: new HttpsAgent(cfg.ca === undefined ? agentOptions : { ...agentOptions, ca: cfg.ca }),
         connectionTimeout: 10_000,
+        // A server that accepted the request and then hangs must not stall the run:
+        // no bytes moving on the socket for this long fails the request (TimeoutError).
+        // (The handler's requestTimeout bounds the whole request and only warns by default.)
+        socketTimeout: cfg.idleTimeoutMs,
       },
     });
     this.multipart = {

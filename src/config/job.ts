@@ -33,7 +33,7 @@ export const UNMATCHED_KEPT = 1000;
 
 const SYNC_ONLY_OVERRIDES = ['maxDelete', 'allowEmptySource', 'deleteExcluded', 'backupDir'] as const;
 
-/** The BackendOptions fields that belong to a scheme: s3* → s3, azure* → azure, gdrive* → gdrive, fsync → file. */
+/** The BackendOptions fields that belong to a scheme: s3* → s3, azure* → azure, gdrive* → gdrive, fsync → file; undefined: every scheme. */
 function optionScheme(option: string): string | undefined {
   if (option === 'fsync') return 'file';
   return /^(s3|azure|gdrive)[A-Z]/.exec(option)?.[1];
@@ -43,7 +43,9 @@ function optionScheme(option: string): string | undefined {
 function overridesFor(scheme: string, overrides: BackendOptions | undefined): BackendOptions {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(overrides ?? {})) {
-    if (v !== undefined && optionScheme(k) === scheme) out[k] = v;
+    const owner = optionScheme(k);
+    // Options of no scheme (requestTimeoutMs) concern every destination.
+    if (v !== undefined && (owner === scheme || owner === undefined)) out[k] = v;
   }
   return out;
 }

@@ -24,6 +24,7 @@ export interface TransferFlags {
   s3Endpoint?: string;
   s3PathStyle?: boolean;
   s3Region?: string;
+  requestTimeout?: number;
   fsync: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -38,7 +39,8 @@ export function addDestinationOptions(cmd: Command): Command {
     .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)')
     .option('--s3-endpoint <url>', 'S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)')
     .option('--s3-path-style', 'path-style S3 addressing (default on with a custom endpoint)')
-    .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)');
+    .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)')
+    .option('--request-timeout <seconds>', 'abandon (and retry) a request that makes no progress this long: s3:// idle, gdrive:// whole request (default 120 / 900)', intArg);
 }
 
 export function addTransferOptions(cmd: Command): Command {
@@ -60,8 +62,9 @@ export function addTransferOptions(cmd: Command): Command {
 }
 
 /** BackendOptions from the destination flags. */
-export function backendOptionsFrom(flags: Pick<TransferFlags, 's3Endpoint' | 's3PathStyle' | 's3Region'> & { fsync?: boolean }): TransferOptions['backendOptions'] {
+export function backendOptionsFrom(flags: Pick<TransferFlags, 's3Endpoint' | 's3PathStyle' | 's3Region' | 'requestTimeout'> & { fsync?: boolean }): TransferOptions['backendOptions'] {
   return {
+    ...(flags.requestTimeout !== undefined ? { requestTimeoutMs: flags.requestTimeout * 1000 } : {}),
     ...(flags.s3Endpoint !== undefined ? { s3Endpoint: flags.s3Endpoint } : {}),
     ...(flags.s3PathStyle ? { s3PathStyle: true } : {}),
     ...(flags.s3Region !== undefined ? { s3Region: flags.s3Region } : {}),
