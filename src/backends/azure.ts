@@ -29,9 +29,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import type { BlobItem, BlockBlobClient, ContainerClient, ContainerListBlobsOptions, StoragePipelineOptions } from '@azure/storage-blob';
-import { cancelledError, classifyError, HoldfastError, throwIfAborted } from '../core/errors.js';
+import { cancelledError, classifyError, HoldfastError, isHoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
-import { MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
+import { DEFAULT_REQUEST_TIMEOUT_MS, MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
 import type {
   Backend,
   BackendFactory,
@@ -49,6 +49,7 @@ import type {
   UploadedPart,
 } from './backend.js';
 import { guardBody } from './body.js';
+import { withDeadline } from './deadline.js';
 import { compareKeys, keyInvalidError, prefixFromUrl, printable, validateKeyCommon } from './keys.js';
 
 const MiB = 1024 * 1024;
@@ -317,7 +318,7 @@ function withoutQuery(url: string): string {
 export const createBackend: BackendFactory = async (url: URL, options: BackendOptions): Promise<Backend> => {
   const { container, prefix } = parseAzureUrl(url);
   const access = resolveAccess(options);
-  return new AzureBackend({ container, prefix, ...access });
+  return new AzureBackend({ container, prefix, ...access, timeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS });
 };
 
 // ---- errors ----------------------------------------------------------------
@@ -378,6 +379,8 @@ interface AzureBackendConfig {
   readonly prefix: string;
   readonly client: BlobServiceClient;
   readonly endpointLabel: string;
+  /** One request (at most one block or one small blob) may take this long; a server that hangs must not stall the run. */
+  readonly timeoutMs: number;
 }
 
 export class AzureBackend implements Backend {
@@ -393,7 +396,10 @@ export class AzureBackend implements Backend {
   /** Caller metadata given to create(), kept for complete() by this instance (after a restart only holdfast-* metadata is restored). */
   private readonly uploadMetadata = new Map<string, Readonly<Record<string, string>>>();
 
+  private readonly timeoutMs: number;
+
   constructor(cfg: AzureBackendConfig) {
+    this.timeoutMs = cfg.timeoutMs;
     this.container = cfg.container;
     this.prefix = cfg.prefix;
     this.url = `azure://${cfg.container}/${cfg.prefix}`;
@@ -438,7 +444,7 @@ export class AzureBackend implements Backend {
     throwIfAborted(signal);
     let missing: unknown;
     try {
-      await this.containerClient.getProperties({ abortSignal: signal });
+      await withDeadline(signal, this.timeoutMs, 'reading the container', (s) => this.containerClient.getProperties({ abortSignal: s }));
       return;
     } catch (e) {
       if (aborted(signal)) throw cancelledError(signal);
@@ -455,7 +461,7 @@ export class AzureBackend implements Backend {
     // A dry run creates nothing: the container would be created by the real run.
     if (opts.readOnly === true) return;
     try {
-      await this.containerClient.create({ abortSignal: signal });
+      await withDeadline(signal, this.timeoutMs, 'creating the container', (s) => this.containerClient.create({ abortSignal: s }));
     } catch (e) {
       if (aborted(signal)) throw cancelledError(signal);
       if (azureCode(e) === 'ContainerAlreadyExists') return; // created concurrently: fine
@@ -477,7 +483,7 @@ export class AzureBackend implements Backend {
   /** Lists at most one blob: undefined if the container is there, the 404 error if it is not; anything else is thrown. */
   private async probeByListing(signal: AbortSignal | undefined): Promise<unknown> {
     try {
-      await this.containerClient.listBlobsFlat({ abortSignal: signal }).byPage({ maxPageSize: 1 }).next();
+      await withDeadline(signal, this.timeoutMs, 'listing the container', (s) => this.containerClient.listBlobsFlat({ abortSignal: s }).byPage({ maxPageSize: 1 }).next());
       return undefined;
     } catch (e) {
       if (aborted(signal)) throw cancelledError(signal);
@@ -513,14 +519,18 @@ export class AzureBackend implements Backend {
     // the body fails, and holds back its last chunk until it ended cleanly.
     const guarded = guardBody(key, body, opts);
     try {
-      const out = await blob.upload(() => guarded.stream, opts.size, {
-        abortSignal: guarded.signal,
-        metadata: objectMetadata(opts),
-        blobHTTPHeaders: { blobContentType: CONTENT_TYPE },
-      });
+      const out = await withDeadline(guarded.signal, this.timeoutMs, 'uploading a blob', (s) =>
+        blob.upload(() => guarded.stream, opts.size, {
+          abortSignal: s,
+          metadata: objectMetadata(opts),
+          blobHTTPHeaders: { blobContentType: CONTENT_TYPE },
+        }),
+      );
       guarded.assertAllSent();
       return { etag: out.etag, versionId: out.versionId };
     } catch (e) {
+      // Our own deadline first: the request it aborted may also have broken the body stream.
+      if (isHoldfastError(e) && e.code === 'HOLDFAST_E_TIMEOUT') throw e;
       throw guarded.failure() ?? this.fail(e, opts.signal, 'HOLDFAST_E_DEST_SERVER', key);
     } finally {
       await guarded.dispose();
@@ -531,7 +541,7 @@ export class AzureBackend implements Backend {
     throwIfAborted(opts.signal);
     const blob = this.blob(key);
     try {
-      const out = await blob.getProperties({ abortSignal: opts.signal });
+      const out = await withDeadline(opts.signal, this.timeoutMs, 'reading blob properties', (s) => blob.getProperties({ abortSignal: s }));
       return {
         key,
         size: out.contentLength ?? 0,
@@ -563,7 +573,7 @@ export class AzureBackend implements Backend {
     }
     try {
       // No SDK re-reads of a broken body: a short read fails, and the caller retries.
-      const out = await blob.download(offset, count, { abortSignal: opts.signal, maxRetryRequests: 0 });
+      const out = await withDeadline(opts.signal, this.timeoutMs, 'starting a download', (s) => blob.download(offset, count, { abortSignal: s, maxRetryRequests: 0 }));
       return (out.readableStreamBody as Readable | undefined) ?? Readable.from([], { objectMode: false });
     } catch (e) {
       if (!aborted(opts.signal)) {
@@ -583,7 +593,7 @@ export class AzureBackend implements Backend {
     throwIfAborted(opts.signal);
     const blob = this.blob(key);
     try {
-      await blob.delete({ abortSignal: opts.signal });
+      await withDeadline(opts.signal, this.timeoutMs, 'deleting a blob', (s) => blob.delete({ abortSignal: s }));
     } catch (e) {
       // Missing (or only a "folder" of other keys): the goal holds. A missing container is not "deleted".
       if (azureStatus(e) === 404 && azureCode(e) !== 'ContainerNotFound' && !aborted(opts.signal)) return;
@@ -672,7 +682,7 @@ export class AzureBackend implements Backend {
   private async stagedParts(blob: BlockBlobClient, ref: UploadRef, signal: AbortSignal | undefined): Promise<{ parts: UploadedPart[]; marker: boolean; foreign: number } | undefined> {
     let list;
     try {
-      list = await blob.getBlockList('uncommitted', { abortSignal: signal });
+      list = await withDeadline(signal, this.timeoutMs, 'reading the block list', (s) => blob.getBlockList('uncommitted', { abortSignal: s }));
     } catch (e) {
       if (azureStatus(e) === 404 && !aborted(signal)) return undefined;
       throw this.fail(e, signal);
@@ -705,7 +715,7 @@ export class AzureBackend implements Backend {
     // The marker makes the upload exist on the server before its first part:
     // listUploads sees it, listParts tells "no parts yet" from "gone".
     try {
-      await blob.stageBlock(blockIdOf(ref, MARKER_PART), Buffer.alloc(1), 1, { abortSignal: opts.signal });
+      await withDeadline(opts.signal, this.timeoutMs, 'staging a block', (s) => blob.stageBlock(blockIdOf(ref, MARKER_PART), Buffer.alloc(1), 1, { abortSignal: s }));
     } catch (e) {
       throw this.fail(e, opts.signal);
     }
@@ -734,11 +744,13 @@ export class AzureBackend implements Backend {
     const md5 = createHash('md5').update(body).digest();
     const onProgress = opts.onProgress;
     try {
-      await blob.stageBlock(blockIdOf(ref, partNumber), body, body.length, {
-        abortSignal: opts.signal,
-        transactionalContentMD5: md5,
-        ...(onProgress !== undefined ? { onProgress: (p: { loadedBytes: number }) => onProgress(p.loadedBytes) } : {}),
-      });
+      await withDeadline(opts.signal, this.timeoutMs, 'staging a block', (s) =>
+        blob.stageBlock(blockIdOf(ref, partNumber), body, body.length, {
+          abortSignal: s,
+          transactionalContentMD5: md5,
+          ...(onProgress !== undefined ? { onProgress: (p: { loadedBytes: number }) => onProgress(p.loadedBytes) } : {}),
+        }),
+      );
     } catch (e) {
       throw this.fail(e, opts.signal, 'HOLDFAST_E_DEST_SERVER', key);
     }
@@ -755,13 +767,15 @@ export class AzureBackend implements Backend {
     }
     try {
       // Committing discards every other uncommitted block of the blob (the marker, stale uploads).
-      const out = await blob.commitBlockList(
-        sorted.map((p) => blockIdOf(ref, p.partNumber)),
-        {
-          abortSignal: opts.signal,
-          metadata: objectMetadata({ sha256: ref.sha256, mtimeMs: ref.mtimeMs, metadata: this.uploadMetadata.get(uploadId) }),
-          blobHTTPHeaders: { blobContentType: CONTENT_TYPE },
-        },
+      const out = await withDeadline(opts.signal, this.timeoutMs, 'committing the block list', (s) =>
+        blob.commitBlockList(
+          sorted.map((p) => blockIdOf(ref, p.partNumber)),
+          {
+            abortSignal: s,
+            metadata: objectMetadata({ sha256: ref.sha256, mtimeMs: ref.mtimeMs, metadata: this.uploadMetadata.get(uploadId) }),
+            blobHTTPHeaders: { blobContentType: CONTENT_TYPE },
+          },
+        ),
       );
       this.uploadMetadata.delete(uploadId);
       return { etag: out.etag, versionId: out.versionId };
@@ -798,7 +812,7 @@ export class AzureBackend implements Backend {
       });
     }
     try {
-      await blob.delete({ abortSignal: opts.signal });
+      await withDeadline(opts.signal, this.timeoutMs, 'deleting a blob', (s) => blob.delete({ abortSignal: s }));
     } catch (e) {
       if (azureStatus(e) === 404 && !aborted(opts.signal)) return;
       throw this.fail(e, opts.signal);
@@ -833,7 +847,7 @@ export class AzureBackend implements Backend {
       for (const b of candidates) {
         let list;
         try {
-          list = await this.containerClient.getBlockBlobClient(b.name).getBlockList('uncommitted', { abortSignal: opts.signal });
+          list = await withDeadline(opts.signal, this.timeoutMs, 'reading a block list', (s) => this.containerClient.getBlockBlobClient(b.name).getBlockList('uncommitted', { abortSignal: s }));
         } catch (e) {
           if (azureStatus(e) === 404 && !aborted(opts.signal)) continue; // gone since the listing
           throw this.fail(e, opts.signal);

@@ -184,9 +184,9 @@ export interface BackendOptions {
    * A request that makes no progress for this long is abandoned (and retried by
    * the engine as HOLDFAST_E_TIMEOUT), so a server that accepts a connection and
    * then hangs never stalls a run. s3://: no bytes sent or received for this
-   * long (default 120 s); gdrive://: the whole request, which is at most one
-   * chunk or one small file (default 15 min). azure:// has no client-side
-   * request timeout yet (the SDK's tryTimeoutInMs is only a server-side hint).
+   * long (default 120 s); azure:// and gdrive://: the whole request, which is
+   * at most one block/chunk or one small file (default 15 min; a download is
+   * timed until its response starts).
    */
   readonly requestTimeoutMs?: number;
   /** file://: fsync files and directories before reporting success (default true). */
@@ -209,7 +209,7 @@ export interface BackendOptions {
 
 /** Default for BackendOptions.requestTimeoutMs where it bounds inactivity (s3://). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 120_000;
-/** Default for BackendOptions.requestTimeoutMs where it bounds a whole request (gdrive://). */
+/** Default for BackendOptions.requestTimeoutMs where it bounds a whole request (azure://, gdrive://). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 15 * 60_000;
 
 export type BackendFactory = (url: URL, options: BackendOptions) => Promise<Backend>;

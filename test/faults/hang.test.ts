@@ -2,8 +2,8 @@
 // (or a watch) forever: the request is abandoned after the backend's request
 // timeout, classified HOLDFAST_E_TIMEOUT (transient), and retried. A real
 // s3rver behind the fault proxy, whose `stall` holds a request before passing
-// it on; for gdrive://, a server that never answers. (azure:// has no
-// client-side timeout yet: see BackendOptions.requestTimeoutMs.)
+// it on (s3://, and Azurite for azure://); for gdrive://, a server that never
+// answers.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { push } from '../../src/sync/push.js';
 import { startS3Server, s3TestEnv, type S3TestServer } from '../helpers/s3-server.js';
 import { createServer } from 'node:http';
+import { startAzurite, type AzuriteServer } from '../helpers/azurite.js';
 import type { AddressInfo } from 'node:net';
 import { stall, startProxy } from '../helpers/proxy.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
@@ -23,14 +24,17 @@ const HANG_MS = 20_000;
 describe('a destination that hangs', () => {
   let tmp: TempDir;
   let s3: S3TestServer;
+  let azurite: AzuriteServer;
   let n = 0;
   before(async () => {
     tmp = await makeTempDir('holdfast-hang-');
     s3 = await startS3Server();
     await s3.createBucket('hang');
+    azurite = await startAzurite();
   });
   after(async () => {
     await s3.stop();
+    await azurite.stop();
     await tmp.cleanup();
   });
 
@@ -65,6 +69,24 @@ describe('a destination that hangs', () => {
     const once = await push({ source: src, destination: 's3://hang/a', stateDir: state, backendOptions: { s3Endpoint: proxy.endpoint, requestTimeoutMs: 500 }, retry: { attempts: 1, baseMs: 5, maxMs: 10 } });
     assert.equal(once.uploads.failed, 1);
     assert.equal(once.errors[0]?.code, 'HOLDFAST_E_TIMEOUT');
+    await proxy.stop();
+  });
+
+  it('azure://: a hung request is abandoned after requestTimeoutMs and retried', async () => {
+    const { src, state } = source();
+    const proxy = await startProxy({ target: new URL(azurite.endpoint).origin, faults: [{ match: (r) => r.key.endsWith('f1.txt'), rate: 1, limit: 1, faults: [stall(HANG_MS)] }] });
+    const started = Date.now();
+    const report = await push({
+      source: src,
+      destination: 'azure://hang/a',
+      stateDir: state,
+      backendOptions: { azureConnectionString: azurite.connectionStringFor(proxy.endpoint), requestTimeoutMs: 1000 },
+      retry: { attempts: 3, baseMs: 5, maxMs: 10 },
+    });
+    assert.equal(report.status, 'completed', JSON.stringify(report.errors));
+    assert.equal(report.uploads.completed, 4);
+    assert.ok(Date.now() - started < HANG_MS / 2, `the run did not wait out the hang (${Date.now() - started} ms)`);
+    assert.ok(proxy.records.some((r) => r.fault === 'stall'), 'the stall was injected');
     await proxy.stop();
   });
 

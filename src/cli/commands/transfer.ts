@@ -40,7 +40,7 @@ export function addDestinationOptions(cmd: Command): Command {
     .option('--s3-endpoint <url>', 'S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)')
     .option('--s3-path-style', 'path-style S3 addressing (default on with a custom endpoint)')
     .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)')
-    .option('--request-timeout <seconds>', 'abandon (and retry) a request that makes no progress this long: s3:// idle, gdrive:// whole request (default 120 / 900)', intArg);
+    .option('--request-timeout <seconds>', 'abandon (and retry) a request that makes no progress this long: s3:// idle (default 120), azure:// and gdrive:// whole request (default 900)', intArg);
 }
 
 export function addTransferOptions(cmd: Command): Command {
