@@ -184,7 +184,14 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
       hashMemo: fanOut ? new HashMemo() : undefined,
     };
     events.emit('run:start', { runId: null, command: kind.command, source: sourceRoot, destination: opened.map((o) => o.backend.url).join(' '), dryRun: settings.dryRun });
-    const sections = await Promise.all(opened.map((o) => runDestination(shared, o)));
+    // allSettled: a destination whose pipeline throws (its ledger rows could not be
+    // set up) must not leave the others running while the backends are closed.
+    const settled = await Promise.allSettled(opened.map((o) => runDestination(shared, o)));
+    const sections: DestinationReport[] = [];
+    for (const r of settled) {
+      if (r.status === 'rejected') throw r.reason;
+      sections.push(r.value);
+    }
     const report = combineReports(sections, Date.now() - startedAt);
     events.emit('run:done', { report });
     return report;
