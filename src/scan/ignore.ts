@@ -161,6 +161,15 @@ export function compileExcludes(patterns: readonly string[], opts: { ignoreFile?
 }
 
 /**
+ * `matcher`, plus the directory whose key is `dirKey` (and everything under
+ * it) left out — for Holdfast's own ledger directory when it lies inside the
+ * source: it changes while it is read, and it is not the user's data.
+ */
+export function excludingDirectory(matcher: Matcher, dirKey: string): Matcher {
+  return { excludes: (key, isDir) => (isDir && key === dirKey) || matcher.excludes(key, isDir) };
+}
+
+/**
  * Whether `key` is excluded once its ancestors are taken into account: a key
  * under an excluded directory is excluded whatever later patterns say. For
  * callers judging keys that did not come from a walk (e.g. ledger rows).

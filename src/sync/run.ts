@@ -12,7 +12,7 @@
 
 import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Backend, BackendOptions } from '../backends/backend.js';
 import { openBackend } from '../backends/registry.js';
 import { HoldfastError, classifyError } from '../core/errors.js';
@@ -23,9 +23,9 @@ import { Limiter } from '../engine/limiter.js';
 import { Pipeline } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, openLedger } from '../ledger/open.js';
+import { defaultStateDir, LEDGER_FILE_NAME, openLedger } from '../ledger/open.js';
 import { HashMemo } from '../scan/hasher.js';
-import { compileExcludes, type Matcher } from '../scan/ignore.js';
+import { compileExcludes, excludingDirectory, type Matcher } from '../scan/ignore.js';
 import { DestinationBreaker } from './breaker.js';
 import { DEFAULT_SETTINGS, type DeletionPolicy, type FileFacts, type SyncContext, type SyncSettings } from './context.js';
 import { deleteStep } from './delete.js';
@@ -59,7 +59,10 @@ export interface TransferOptions extends Partial<SyncSettings> {
   readonly destinations?: readonly (string | DestinationSpec)[];
   /** An open ledger to use (the caller keeps ownership); else one is opened in `stateDir`. */
   readonly ledger?: Ledger;
-  /** Directory of the SQLite ledger (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast). */
+  /**
+   * Directory of the SQLite ledger (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast).
+   * Its files are left out of the source when it lies inside it (with `ledger` given, only if this is given too).
+   */
   readonly stateDir?: string;
   /** Glob patterns to leave out (gitignore-like); `.holdfastignore` in the source root is read too. */
   readonly exclude?: readonly string[];
@@ -118,7 +121,8 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
   const sourceRoot = resolve(options.source);
   const st = await stat(sourceRoot).catch(() => undefined);
   if (!st?.isDirectory()) throw new HoldfastError('HOLDFAST_E_SOURCE_MISSING', { path: options.source });
-  const exclude = compileExcludes([...(options.exclude ?? [])], { ignoreFile: join(sourceRoot, '.holdfastignore') });
+  const stateDir = options.stateDir ?? defaultStateDir();
+  const exclude = withoutLedgerDir(compileExcludes([...(options.exclude ?? [])], { ignoreFile: join(sourceRoot, '.holdfastignore') }), sourceRoot, options.ledger !== undefined && options.stateDir === undefined ? undefined : stateDir);
   if (kind.backupUrl !== undefined && specs.length > 1) {
     throw new HoldfastError('HOLDFAST_E_USAGE', { detail: '--backup-dir works with one destination; run sync once per destination to keep a backup of each' });
   }
@@ -152,7 +156,6 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
         }
       }),
     );
-    const stateDir = options.stateDir ?? defaultStateDir();
     if (opened.every((o) => o.notReady !== undefined)) {
       // Nothing can be done; the destinations' health still says so (status, monitoring).
       if (!settings.dryRun) await recordUnreachable(ledger, stateDir, opened);
@@ -161,7 +164,7 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
     }
     if (ledger === undefined) {
       // A dry run changes nothing, not even the ledger: with no ledger yet, plan against an empty one in memory.
-      const inMemory = settings.dryRun && !existsSync(join(stateDir, 'holdfast.db'));
+      const inMemory = settings.dryRun && !existsSync(join(stateDir, LEDGER_FILE_NAME));
       // A locked ledger (another run migrating or writing) is waited for, with backoff.
       ledger = await withRetry(() => openLedger(inMemory ? { inMemory: true } : { stateDir }), { policy: settings.retry, signal: cancellation.signal, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
     }
@@ -204,13 +207,37 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
   }
 }
 
+/** The ledger's own files are never part of the source, when they lie inside it. */
+function withoutLedgerDir(matcher: Matcher, sourceRoot: string, stateDir: string | undefined): Matcher {
+  const key = stateDir === undefined ? undefined : ledgerDirKey(sourceRoot, stateDir);
+  if (key === undefined) return matcher;
+  if (key !== '') return excludingDirectory(matcher, key);
+  // The ledger directory is the source root itself: leave out the database and its companions.
+  return { excludes: (k, isDir) => (!isDir && isLedgerFile(k)) || matcher.excludes(k, isDir) };
+}
+
+/** holdfast.db, holdfast.db-wal, holdfast.db-shm, holdfast.db-journal. */
+export function isLedgerFile(name: string): boolean {
+  return name === LEDGER_FILE_NAME || (name.startsWith(`${LEDGER_FILE_NAME}-`) && !name.includes('/'));
+}
+
+/**
+ * The key of the ledger directory below `sourceRoot` ("a/.state"; "" when it
+ * is the source root itself), or undefined when it is not inside it.
+ */
+export function ledgerDirKey(sourceRoot: string, stateDir: string): string | undefined {
+  const rel = relative(sourceRoot, resolve(stateDir));
+  if (rel.startsWith('..') || isAbsolute(rel)) return undefined;
+  return rel.split(sep).join('/');
+}
+
 /**
  * Records a failed health check for destinations the ledger already tracks
  * (an unknown URL, perhaps a typo, gets no row). Best effort: the run is
  * failing anyway, and its error is the one to report.
  */
 async function recordUnreachable(given: Ledger | undefined, stateDir: string, opened: readonly OpenDestination[]): Promise<void> {
-  if (given === undefined && !existsSync(join(stateDir, 'holdfast.db'))) return;
+  if (given === undefined && !existsSync(join(stateDir, LEDGER_FILE_NAME))) return;
   let ledger: Ledger | undefined;
   try {
     ledger = given ?? (await openLedger({ stateDir }));

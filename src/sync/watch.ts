@@ -19,7 +19,7 @@
 
 import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { resolve, sep } from 'node:path';
 import { classifyError, HoldfastError } from '../core/errors.js';
 import type { RunReport } from '../core/report.js';
 import { RunEvents } from '../engine/events.js';
@@ -27,7 +27,7 @@ import type { Ledger } from '../ledger/ledger.js';
 import { defaultStateDir, openLedger } from '../ledger/open.js';
 import { withRetry, DEFAULT_RETRY } from '../engine/retry.js';
 import type { FileFacts } from './context.js';
-import { destinationSpecs, runTransfer, type TransferOptions } from './run.js';
+import { destinationSpecs, isLedgerFile, ledgerDirKey, runTransfer, type TransferOptions } from './run.js';
 
 /** Names that are, by convention, files still being written (excluded by default while watching). */
 export const TEMP_FILE_PATTERNS: readonly string[] = ['*.tmp', '*.temp', '*.part', '*.partial', '*.crdownload', '*.download', '*.swp', '*~', '.#*', '~$*', '.~lock.*'];
@@ -93,6 +93,8 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
   if (options.stopSignal?.aborted || options.signal?.aborted) stop.abort();
 
   let ledger: Ledger | undefined = options.ledger;
+  // Where the ledger lives (when this watcher opens it): its files are never part of the source.
+  const stateDir = options.stateDir ?? defaultStateDir();
   const ownsLedger = ledger === undefined;
   let watcher: FSWatcher | undefined;
   let wake: (() => void) | undefined;
@@ -110,9 +112,18 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
   let last: RunReport | undefined;
   let stoppedCleanly = true;
   try {
-    ledger ??= await withRetry(() => openLedger({ stateDir: options.stateDir ?? defaultStateDir() }), { policy: options.retry ?? DEFAULT_RETRY, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
+    ledger ??= await withRetry(() => openLedger({ stateDir }), { policy: options.retry ?? DEFAULT_RETRY, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
     try {
-      watcher = fsWatch(source, { recursive: true, persistent: false }, () => nudge());
+      // The ledger's own writes (when it lies inside the source) are not changes to send: every round would start the next.
+      const ledgerKey = options.ledger === undefined || options.stateDir !== undefined ? ledgerDirKey(source, stateDir) : undefined;
+      const ours = (name: string | null): boolean => {
+        if (name === null || ledgerKey === undefined) return false;
+        const key = name.split(sep).join('/');
+        return ledgerKey === '' ? isLedgerFile(key) : key === ledgerKey || key.startsWith(`${ledgerKey}/`);
+      };
+      watcher = fsWatch(source, { recursive: true, persistent: false }, (_event, name) => {
+        if (!ours(name)) nudge();
+      });
       watcher.on('error', () => {
         // The watch is gone (directory removed, too many watches): the periodic rescan still runs.
         watcher?.close();
@@ -143,7 +154,7 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
       rounds++;
       try {
         const report = await runTransfer(
-          { ...rest, destinations: specs, defer: (f) => !quiet(f), exclude, ledger, events: options.events ?? new RunEvents(), stopSignal: stop.signal, ...(options.signal ? { signal: options.signal } : {}) },
+          { ...rest, destinations: specs, defer: (f) => !quiet(f), exclude, ledger, stateDir, events: options.events ?? new RunEvents(), stopSignal: stop.signal, ...(options.signal ? { signal: options.signal } : {}) },
           { command: 'watch' },
         );
         last = report;

@@ -4,7 +4,7 @@
 // a destination outage is ridden out with retry rounds while the other
 // destination carries on, and stopping ends the watcher cleanly.
 
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +32,16 @@ describe('watch', () => {
   let tmp: TempDir;
   let server: S3TestServer;
   let n = 0;
+  // Every watcher a test starts is stopped after it, even when an assertion failed first.
+  const stoppers: AbortController[] = [];
+  const stopper = (): AbortController => {
+    const c = new AbortController();
+    stoppers.push(c);
+    return c;
+  };
+  afterEach(() => {
+    for (const c of stoppers.splice(0)) c.abort();
+  });
   before(async () => {
     tmp = await makeTempDir('holdfast-watch-');
     server = await startS3Server();
@@ -51,7 +61,7 @@ describe('watch', () => {
   it('sends new files after their quiet period, never a temp name, and a growing file only once it is complete', async () => {
     const { src, dst, state } = dirs();
     writeFileSync(join(src, 'before.txt'), 'there before watch started');
-    const stop = new AbortController();
+    const stop = stopper();
     const rounds: WatchRound[] = [];
     const running = watch({ source: src, destination: `file://${dst}`, stateDir: state, quietMs: 400, batchMs: 50, stopSignal: stop.signal, onRound: (r) => rounds.push(r), ...fast });
     await until('the existing file', () => existsSync(join(dst, 'before.txt')));
@@ -95,7 +105,7 @@ describe('watch', () => {
     await server.createBucket('watched');
     const proxy = await startProxy({ target: server.endpoint });
     const client = testS3Client(server.endpoint);
-    const stop = new AbortController();
+    const stop = stopper();
     const rounds: WatchRound[] = [];
     const s3 = { url: 's3://watched/w', backendOptions: { s3Endpoint: proxy.endpoint } };
     const running = watch({
@@ -138,7 +148,7 @@ describe('watch', () => {
     await server.createBucket('alldown');
     const proxy = await startProxy({ target: server.endpoint, faults: [{ rate: 1, faults: [FAULT_503] }] });
     writeFileSync(join(src, 'a.txt'), 'a');
-    const stop = new AbortController();
+    const stop = stopper();
     const roundErrors: { code: string; retryInMs: number }[] = [];
     const rounds: WatchRound[] = [];
     const running = watch({

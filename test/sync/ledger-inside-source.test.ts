@@ -1,0 +1,82 @@
+// The ledger may live inside the directory being copied (`--state ./src/.state`,
+// or the default ~/.local/state/holdfast when the source is the home
+// directory). Its files change while they are read and are not the user's
+// data: they are never sent, and `watch` does not take its own ledger writes
+// for changes to send.
+
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { push } from '../../src/sync/push.js';
+import { ledgerDirKey } from '../../src/sync/run.js';
+import { watch, type WatchRound } from '../../src/sync/watch.js';
+import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
+
+describe('a ledger inside the source', () => {
+  let tmp: TempDir;
+  let n = 0;
+  // Every watcher a test starts is stopped after it, even when an assertion failed first.
+  const stoppers: AbortController[] = [];
+  const stopper = (): AbortController => {
+    const c = new AbortController();
+    stoppers.push(c);
+    return c;
+  };
+  afterEach(() => {
+    for (const c of stoppers.splice(0)) c.abort();
+  });
+  before(async () => (tmp = await makeTempDir('holdfast-ledger-inside-')));
+  after(async () => tmp.cleanup());
+
+  function source(): { base: string; src: string } {
+    const base = join(tmp.path, `case${n++}`);
+    const src = join(base, 'src');
+    mkdirSync(join(src, 'docs'), { recursive: true });
+    writeFileSync(join(src, 'docs', 'a.txt'), 'a');
+    writeFileSync(join(src, 'b.txt'), 'b');
+    return { base, src };
+  }
+
+  it('is never sent: in a subdirectory, or as the source root itself', async () => {
+    for (const state of ['.state', 'docs/.holdfast', '']) {
+      const { base, src } = source();
+      const dst = join(base, 'dst');
+      const first = await push({ source: src, destination: `file://${dst}`, stateDir: join(src, state) });
+      assert.equal(first.status, 'completed', `${state || '(root)'}: ${JSON.stringify(first.errors)}`);
+      assert.deepEqual(listTree(dst), ['b.txt', 'docs/a.txt'], `state in "${state || '(root)'}"`);
+      const second = await push({ source: src, destination: `file://${dst}`, stateDir: join(src, state) });
+      assert.equal(second.status, 'completed');
+      assert.equal(second.uploads.completed, 0, 'the second run sends nothing (the ledger changed, but it is not source)');
+    }
+  });
+
+  it('ledgerDirKey: the key below the source, "" for the root itself, undefined outside', () => {
+    assert.equal(ledgerDirKey('/data/src', '/data/src/.state'), '.state');
+    assert.equal(ledgerDirKey('/data/src', '/data/src/a/b'), 'a/b');
+    assert.equal(ledgerDirKey('/data/src', '/data/src'), '');
+    assert.equal(ledgerDirKey('/data/src', '/data/state'), undefined);
+    assert.equal(ledgerDirKey('/data/src', '/data/src-other'), undefined);
+  });
+
+  it('watch does not take its own ledger writes for changes', async () => {
+    const { base, src } = source();
+    const rounds: WatchRound[] = [];
+    const stop = stopper();
+    const running = watch({ source: src, destination: `file://${join(base, 'dst')}`, stateDir: join(src, '.state'), quietMs: 0, batchMs: 50, stopSignal: stop.signal, onRound: (r) => rounds.push(r) });
+    const end = Date.now() + 10_000;
+    while (rounds.length === 0 && Date.now() < end) await delay(20);
+    assert.equal(rounds.length, 1);
+    // Each round writes the ledger; were those writes taken for changes, rounds would follow every ~50 ms.
+    await delay(1500);
+    assert.equal(rounds.length, 1, `no round after the first without a change (${rounds.map((r) => r.reason).join(', ')})`);
+    writeFileSync(join(src, 'c.txt'), 'c');
+    const end2 = Date.now() + 10_000;
+    while (rounds.length < 2 && Date.now() < end2) await delay(20);
+    assert.equal(rounds[1]?.reason, 'change');
+    assert.equal(rounds[1]?.report.uploads.completed, 1);
+    stop.abort();
+    await running;
+  });
+});
