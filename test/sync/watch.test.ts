@@ -6,7 +6,7 @@
 
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { watch, type WatchRound, type WatchSummary } from '../../src/sync/watch.js';
@@ -176,6 +176,29 @@ describe('watch', () => {
     stop.abort();
     assert.equal((await running).stoppedCleanly, true);
     await proxy.stop();
+  });
+
+  it('batches a burst: 200 files written at once are sent in a round or two, not 200', async () => {
+    const { src, dst, state } = dirs();
+    const stop = stopper();
+    const rounds: WatchRound[] = [];
+    const running = watch({ source: src, destination: `file://${dst}`, stateDir: state, quietMs: 200, batchMs: 200, stopSignal: stop.signal, onRound: (r) => rounds.push(r), ...fast });
+    await until('the first round', () => rounds.length >= 1);
+    mkdirSync(join(src, 'burst'));
+    for (let i = 0; i < 200; i++) writeFileSync(join(src, 'burst', `f${i}.txt`), `file ${i}`);
+    // Counted by name: the destination's own temp files come and go meanwhile.
+    const sent = (): number => (existsSync(join(dst, 'burst')) ? readdirSync(join(dst, 'burst')).filter((n) => /^f\d+\.txt$/.test(n)).length : 0);
+    const reported = (): number => rounds.slice(1).reduce((n, r) => n + r.report.uploads.completed, 0);
+    await until('all 200 on the destination, and reported', () => sent() === 200 && reported() >= 200);
+    const after = rounds.slice(1);
+    assert.equal(
+      after.reduce((n, r) => n + r.report.uploads.completed, 0),
+      200,
+      'each file sent once',
+    );
+    assert.ok(after.length <= 3, `the burst took ${after.length} rounds (${after.map((r) => `${r.reason}:${r.report.uploads.completed}`).join(', ')})`);
+    stop.abort();
+    await running;
   });
 
   it('a missing source is refused at once; usage errors are not retried', async () => {
