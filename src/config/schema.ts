@@ -138,7 +138,7 @@ const JOB_FIELDS = [
 const SYNC_ONLY = ['maxDelete', 'allowEmptySource', 'deleteExcluded', 'backupDir'];
 const RULE_FIELDS = ['glob', 'type', 'minSize', 'maxSize', 'to'];
 
-type SettingKind = 'string' | 'boolean' | 'path' | 'http-url';
+type SettingKind = 'string' | 'boolean' | 'path' | 'http-url' | 'seconds';
 
 interface DestinationSetting {
   readonly kind: SettingKind;
@@ -161,6 +161,8 @@ const DESTINATION_SETTINGS: Readonly<Record<string, DestinationSetting>> = {
   credentialsFile: { kind: 'path', option: { gdrive: 'gdriveCredentialsFile' } },
   accessToken: { kind: 'string', option: { gdrive: 'gdriveAccessToken' }, secret: 'always' },
   apiRoot: { kind: 'http-url', option: { gdrive: 'gdriveApiRoot' } },
+  // Seconds in the file, milliseconds in BackendOptions.
+  requestTimeout: { kind: 'seconds', option: { s3: 'requestTimeoutMs', azure: 'requestTimeoutMs', gdrive: 'requestTimeoutMs' } },
 };
 
 /** Settings that look like S3 credentials: they have no place in the file. */
@@ -516,7 +518,7 @@ function readDestination(r: Reader, entry: MapEntry, field: string): Destination
         : undefined,
     listed,
   );
-  const options: Record<string, string | boolean> = {};
+  const options: Record<string, string | boolean | number> = {};
   const shown: ShownSetting[] = [];
   let ok = url !== undefined;
   for (const [key, e] of fields) {
@@ -540,11 +542,16 @@ function readDestination(r: Reader, entry: MapEntry, field: string): Destination
       // Not plain: the secret parts are ${VAR} references, which may be shown.
       shown.push({ field: key, value: plain ? '*** (plain text in the file)' : raw });
     }
-    let value: string | boolean | undefined;
+    let value: string | boolean | number | undefined;
     switch (setting.kind) {
       case 'boolean':
         value = r.boolean(e.value, at);
         break;
+      case 'seconds': {
+        const seconds = r.integer(e.value, at, 1, 86_400);
+        value = seconds === undefined ? undefined : seconds * 1000;
+        break;
+      }
       case 'path':
         value = r.path(e.value, at);
         break;
@@ -561,7 +568,10 @@ function readDestination(r: Reader, entry: MapEntry, field: string): Destination
       ok = false;
       continue;
     }
-    if (setting.secret === undefined) shown.push({ field: key, value: typeof value === 'string' && setting.kind === 'http-url' ? redactUrl(value) : String(value) });
+    if (setting.secret === undefined) {
+      const text = setting.kind === 'seconds' ? `${Number(value) / 1000}s` : typeof value === 'string' && setting.kind === 'http-url' ? redactUrl(value) : String(value);
+      shown.push({ field: key, value: text });
+    }
     const option = scheme === undefined ? undefined : setting.option[scheme];
     if (option !== undefined) options[option] = value;
   }

@@ -99,7 +99,7 @@ jobs:
 `;
     const errors = errorsOf(text);
     assert.deepEqual(errors, [
-      'holdfast.yaml:3:39: destinations.offsite.regoin: unknown field (did you mean "region"?); known fields here: url, endpoint, region, pathStyle',
+      'holdfast.yaml:3:39: destinations.offsite.regoin: unknown field (did you mean "region"?); known fields here: url, endpoint, region, pathStyle, requestTimeout',
       'holdfast.yaml:4:43: destinations.local.fsync: expected true or false, got "maybe"',
       'holdfast.yaml:9:13: jobs.nightly.source: environment variable MISSING_DIR is not set',
       'holdfast.yaml:10:16: jobs.nightly.transfers: expected a whole number from 1 to 1024, got the number 0',

@@ -87,6 +87,21 @@ describe('loading a valid configuration', () => {
     assert.deepEqual(mirror.deletion, { maxDelete: '10%', allowEmptySource: false, deleteExcluded: true });
   });
 
+  it('requestTimeout is seconds in the file and milliseconds in the backend options, for network destinations only', () => {
+    const c = load('destinations:\n  offsite: { url: s3://b/p, requestTimeout: 30 }\n  blob: { url: azure://backups/p, requestTimeout: "600" }\njobs:\n  j: { source: /x, to: [offsite, blob] }\n');
+    assert.equal(c.destinations.get('offsite')!.backendOptions.requestTimeoutMs, 30_000);
+    assert.equal(c.destinations.get('blob')!.backendOptions.requestTimeoutMs, 600_000);
+    assert.throws(
+      () => load('destinations:\n  nas: { url: "file:///mnt/nas", requestTimeout: 30 }\n  s3: { url: s3://b/p, requestTimeout: soon }\njobs:\n  j: { source: /x, to: [nas, s3] }\n'),
+      (e: unknown) => {
+        const m = (e as Error).message;
+        assert.match(m, /destinations\.nas\.requestTimeout: applies only to s3:\/\/ and azure:\/\/ and gdrive:\/\/ destinations/);
+        assert.match(m, /destinations\.s3\.requestTimeout: expected a whole number from 1 to 86400/);
+        return true;
+      },
+    );
+  });
+
   it('reads JSON (by extension) with the same meaning, relative source against the file', () => {
     const c = load(EXAMPLE_JSON, '/srv/conf/holdfast.json');
     assert.equal(c.jobs.get('nightly')!.source, '/srv/conf/dumps');
