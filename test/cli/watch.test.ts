@@ -6,17 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { startCli } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
-async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await delay(25);
-  }
-}
 
 describe('holdfast watch', () => {
   let tmp: TempDir;

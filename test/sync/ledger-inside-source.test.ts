@@ -4,7 +4,7 @@
 // data: they are never sent, and `watch` does not take its own ledger writes
 // for changes to send.
 
-import { after, afterEach, before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,21 +12,14 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { push } from '../../src/sync/push.js';
 import { ledgerDirKey } from '../../src/sync/run.js';
 import { watch, type WatchRound } from '../../src/sync/watch.js';
+import { stopAfterEach, until } from '../helpers/wait.js';
 import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
 
 describe('a ledger inside the source', () => {
   let tmp: TempDir;
   let n = 0;
   // Every watcher a test starts is stopped after it, even when an assertion failed first.
-  const stoppers: AbortController[] = [];
-  const stopper = (): AbortController => {
-    const c = new AbortController();
-    stoppers.push(c);
-    return c;
-  };
-  afterEach(() => {
-    for (const c of stoppers.splice(0)) c.abort();
-  });
+  const stopper = stopAfterEach();
   before(async () => (tmp = await makeTempDir('holdfast-ledger-inside-')));
   after(async () => tmp.cleanup());
 
@@ -65,15 +58,13 @@ describe('a ledger inside the source', () => {
     const rounds: WatchRound[] = [];
     const stop = stopper();
     const running = watch({ source: src, destination: `file://${join(base, 'dst')}`, stateDir: join(src, '.state'), quietMs: 0, batchMs: 50, stopSignal: stop.signal, onRound: (r) => rounds.push(r) });
-    const end = Date.now() + 10_000;
-    while (rounds.length === 0 && Date.now() < end) await delay(20);
+    await until('the first round', () => rounds.length >= 1);
     assert.equal(rounds.length, 1);
     // Each round writes the ledger; were those writes taken for changes, rounds would follow every ~50 ms.
     await delay(1500);
     assert.equal(rounds.length, 1, `no round after the first without a change (${rounds.map((r) => r.reason).join(', ')})`);
     writeFileSync(join(src, 'c.txt'), 'c');
-    const end2 = Date.now() + 10_000;
-    while (rounds.length < 2 && Date.now() < end2) await delay(20);
+    await until('a second round', () => rounds.length >= 2);
     assert.equal(rounds[1]?.reason, 'change');
     assert.equal(rounds[1]?.report.uploads.completed, 1);
     stop.abort();

@@ -4,7 +4,7 @@
 // a destination outage is ridden out with retry rounds while the other
 // destination carries on, and stopping ends the watcher cleanly.
 
-import { after, afterEach, before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { watch, type WatchRound, type WatchSummary } from '../../src/sync/watch.
 import { openLedger } from '../../src/ledger/open.js';
 import { startS3Server, s3TestEnv, testS3Client, type S3TestServer } from '../helpers/s3-server.js';
 import { FAULT_503, startProxy } from '../helpers/proxy.js';
+import { stopAfterEach, until } from '../helpers/wait.js';
 import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 
@@ -20,28 +21,13 @@ for (const [k, v] of Object.entries(s3TestEnv('unused'))) if (k !== 'AWS_ENDPOIN
 
 const fast = { retry: { attempts: 2, baseMs: 5, maxMs: 10 } };
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await delay(25);
-  }
-}
 
 describe('watch', () => {
   let tmp: TempDir;
   let server: S3TestServer;
   let n = 0;
   // Every watcher a test starts is stopped after it, even when an assertion failed first.
-  const stoppers: AbortController[] = [];
-  const stopper = (): AbortController => {
-    const c = new AbortController();
-    stoppers.push(c);
-    return c;
-  };
-  afterEach(() => {
-    for (const c of stoppers.splice(0)) c.abort();
-  });
+  const stopper = stopAfterEach();
   before(async () => {
     tmp = await makeTempDir('holdfast-watch-');
     server = await startS3Server();
