@@ -37,10 +37,15 @@ export function textReport(report: RunReport, extra: { destination: string; dryR
   const u = report.uploads;
   const failedOnes = sections.filter((s) => s.status !== 'completed').map((s) => s.name ?? s.destination);
   lines.push(
-    `${report.status} on ${sections.length} destinations: ${u.completed} uploaded (${formatBytes(report.bytes)}), ${u.skipped} unchanged, ${u.recovered} recovered, ${u.failed} failed, ${u.partial} partial — ${formatDuration(report.durationMs)}`,
+    `${report.status} on ${sections.length} destinations: ${u.completed} uploaded (${formatBytes(report.bytes)}), ${u.skipped} unchanged, ${u.recovered} recovered, ${u.failed} failed, ${u.partial} partial${fencedPart(u.fenced)} — ${formatDuration(report.durationMs)}`,
   );
   if (failedOnes.length > 0 && !extra.dryRun) lines.push(`not completed: ${failedOnes.join(', ')}; the others are unaffected. Run the same command again to retry.`);
   return lines.join('\n');
+}
+
+/** ", 3 fenced": shown only when some were (a rare event worth seeing, noise otherwise). */
+function fencedPart(n: number | undefined): string {
+  return n !== undefined && n > 0 ? `, ${n} fenced` : '';
 }
 
 function oneDestination(report: RunReport, extra: { destination: string; dryRun: boolean; planned?: readonly PlannedItem[] }, indent = ''): string {
@@ -58,7 +63,7 @@ function oneDestination(report: RunReport, extra: { destination: string; dryRun:
     const d = report.deletes;
     const del = d ? `; ${d.completed} deleted${d.failed ? `, ${d.failed} delete(s) failed` : ''}${d.refused ? `, ${d.refused} delete(s) refused` : ''}` : '';
     lines.push(
-      `${report.status}: ${u.completed} uploaded (${formatBytes(report.bytes)}), ${u.skipped} unchanged, ${u.recovered} recovered, ${u.failed} failed, ${u.partial} partial${del} — ${formatDuration(report.durationMs)}`,
+      `${report.status}: ${u.completed} uploaded (${formatBytes(report.bytes)}), ${u.skipped} unchanged, ${u.recovered} recovered, ${u.failed} failed, ${u.partial} partial${fencedPart(u.fenced)}${del} — ${formatDuration(report.durationMs)}`,
     );
   }
   if (report.errors.length > 0) {
@@ -78,6 +83,11 @@ function oneDestination(report: RunReport, extra: { destination: string; dryRun:
     lines.push('');
     lines.push(`NOTE: ${u.partial} file(s) reached the destination but the ledger could not record it (listed above with HOLDFAST_E_LEDGER_OUTCOME).`);
     lines.push('      No manual action is needed: the next run confirms them with the destination and sends nothing again.');
+  }
+  if (u.fenced > 0) {
+    lines.push('');
+    lines.push(`NOTE: ${u.fenced} file(s) were taken over by another run while this one worked on them (fenced, listed above):`);
+    lines.push('      that run records what happened to them; this run wrote nothing for them.');
   }
   if (report.status === 'partial' || report.status === 'failed') {
     if (u.failed > 0 || u.partial > 0) lines.push('Run the same command again to retry the failed items.');

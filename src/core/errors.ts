@@ -68,6 +68,12 @@ export const ERROR_CODES = {
     http: 500,
     transient: true,
   },
+  HOLDFAST_E_FENCED: {
+    message: 'another run took "{key}" over ({detail}); what happened to it is that run\'s to record',
+    exit: EXIT.partial,
+    http: 409,
+    transient: true,
+  },
   HOLDFAST_E_TARGET_WRITE: { message: 'cannot write "{path}": {detail}', exit: EXIT.partial, http: 500, transient: false },
   HOLDFAST_E_DELETE_REFUSED: { message: '{detail}', exit: EXIT.partial, http: 409, transient: false },
   HOLDFAST_E_NOT_SUPPORTED: { message: '{detail}', exit: EXIT.usage, http: 501, transient: false },

@@ -15,7 +15,13 @@ export type FileOutcome =
   /** Not sent because the destination already has this content. */
   | 'skipped'
   /** Found already on the destination by recovery after an interrupted run. */
-  | 'recovered';
+  | 'recovered'
+  /**
+   * Handed over: another run took the item over (its lease had ended) while
+   * this one worked on it, so this run's outcome was refused (fenced) or its
+   * transfer stopped. The other run records what happened; not a failure here.
+   */
+  | 'fenced';
 
 export interface FileResult {
   readonly key: string;
@@ -39,6 +45,8 @@ export interface UploadCounts {
   partial: number;
   skipped: number;
   recovered: number;
+  /** Taken over by another run mid-way (see FileOutcome 'fenced'). */
+  fenced: number;
 }
 
 export interface RunReport {
@@ -111,7 +119,7 @@ export function combineReports(sections: readonly DestinationReport[], durationM
 }
 
 export function emptyCounts(): UploadCounts {
-  return { completed: 0, failed: 0, partial: 0, skipped: 0, recovered: 0 };
+  return { completed: 0, failed: 0, partial: 0, skipped: 0, recovered: 0, fenced: 0 };
 }
 
 /**

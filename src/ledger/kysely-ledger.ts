@@ -15,6 +15,7 @@ import type {
   PlannedDelete,
   ClaimOptions,
   FileCacheEntry,
+  ForgottenObject,
   Ledger,
   Outcome,
   OutcomeResult,
@@ -574,37 +575,49 @@ export class KyselyLedger implements Ledger {
     return leftAlone;
   }
 
-  async touchObjects(items: readonly TouchedObject[]): Promise<void> {
-    if (items.length === 0) return;
+  async touchObjects(items: readonly TouchedObject[]): Promise<number[]> {
+    if (items.length === 0) return [];
     const now = this.#now();
-    await this.#write(async (trx) => {
+    return this.#write(async (trx) => {
+      const leftAlone: number[] = [];
       for (const item of items) {
-        await trx
+        // Fenced on what the planner saw: a row re-planned (or completed with other content)
+        // since must not take this file's size and mtime, or the next run would skip the file.
+        let q = trx
           .updateTable('objects')
           .set({ source_path: item.sourcePath, size: item.size, mtime_ms: item.mtimeMs, updated_at: now })
           .where('id', '=', item.objectId)
-          .execute();
+          .where('status', '=', item.seen.status);
+        q = item.seen.sha256 === null ? q.where('sha256', 'is', null) : q.where('sha256', '=', item.seen.sha256);
+        const res = await q.executeTakeFirst();
+        if (res.numUpdatedRows === 0n) leftAlone.push(item.objectId);
       }
+      return leftAlone;
     });
   }
 
   /**
    * Deletes the rows and their parts; history keeps the fact (to_status is
-   * the row's last status). Rows in progress are skipped: an effect may be
-   * under way, and only its outcome or recovery may settle them.
+   * the row's last status). Fenced: only rows still exactly as the planner saw
+   * them (status, attempt id, hash), never a row in progress.
    */
-  async forgetObjects(objectIds: readonly number[], note: string, runId: number | null): Promise<void> {
-    if (objectIds.length === 0) return;
+  async forgetObjects(items: readonly ForgottenObject[], note: string, runId: number | null): Promise<number[]> {
+    if (items.length === 0) return [];
     const now = this.#now();
-    await this.#write(async (trx) => {
-      for (const chunk of chunks([...new Set(objectIds)])) {
+    const wanted = new Map(items.map((i) => [i.objectId, i.seen]));
+    return this.#write(async (trx) => {
+      const forgotten: number[] = [];
+      for (const chunk of chunks([...wanted.keys()])) {
         const rows = await trx
           .selectFrom('objects')
-          .select(['id', 'destination_id', 'key', 'status', 'attempt_id'])
+          .select(['id', 'destination_id', 'key', 'status', 'attempt_id', 'sha256'])
           .where('id', 'in', chunk)
           .$call((qb) => this.#traits.lockRows(qb))
           .execute();
-        const doomed = rows.filter((r) => !isInProgress(toStatus(r.status)));
+        const doomed = rows.filter((r) => {
+          const seen = wanted.get(toNumber(r.id));
+          return seen !== undefined && !isInProgress(toStatus(r.status)) && r.status === seen.status && r.attempt_id === seen.attemptId && r.sha256 === seen.sha256;
+        });
         if (doomed.length === 0) continue;
         const ids = doomed.map((r) => toNumber(r.id));
         await trx.deleteFrom('parts').where('object_id', 'in', ids).execute();
@@ -626,7 +639,9 @@ export class KyselyLedger implements Ledger {
             })),
           )
           .execute();
+        forgotten.push(...ids);
       }
+      return forgotten;
     });
   }
 
@@ -646,10 +661,9 @@ export class KyselyLedger implements Ledger {
     return this.#write(async (trx) => {
       // Step 1: pick the rows. On PostgreSQL lockForClaim adds FOR UPDATE SKIP
       // LOCKED, so concurrent workers pick disjoint rows.
-      const picked = await trx
-        .selectFrom('objects')
-        .select(['id', 'key', 'status'])
-        .where('destination_id', '=', opts.destinationId)
+      let pick = trx.selectFrom('objects').select(['id', 'key', 'status']).where('destination_id', '=', opts.destinationId);
+      if (opts.objectIds !== undefined) pick = pick.where('id', 'in', opts.objectIds.length > 0 ? [...opts.objectIds] : [-1]);
+      const picked = await pick
         .where((eb) => {
           const ors = [];
           if (settled.length > 0) ors.push(eb('status', 'in', settled));
@@ -709,25 +723,35 @@ export class KyselyLedger implements Ledger {
     });
   }
 
-  async takeOver(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number, runId: number | null): Promise<ObjectRow[]> {
+  async takeOver(
+    rows: readonly { objectId: number; attemptId: string }[],
+    owner: string,
+    leaseMs: number,
+    runId: number | null,
+    opts: { readonly deadOwners?: readonly string[] } = {},
+  ): Promise<ObjectRow[]> {
     if (rows.length === 0) return [];
     const now = this.#now();
     const wanted = new Map(rows.map((r) => [r.objectId, r.attemptId]));
+    const dead = new Set(opts.deadOwners ?? []);
     return this.#write(async (trx) => {
       const current = [];
       for (const chunk of chunks([...wanted.keys()])) {
         current.push(
           ...(await trx
             .selectFrom('objects')
-            .select(['id', 'destination_id', 'key', 'status', 'attempt_id'])
+            .select(['id', 'destination_id', 'key', 'status', 'attempt_id', 'lease_owner', 'lease_until'])
             .where('id', 'in', chunk)
             .$call((qb) => this.#traits.lockRows(qb))
             .execute()),
         );
       }
-      // Fenced: only rows still in progress under the attempt recovery judged.
+      // Fenced: only rows still in progress under the attempt recovery judged, and
+      // whose lease is still over (a live owner may have renewed it since it was judged).
+      const leaseOver = (r: { lease_owner: string | null; lease_until: number | string | bigint | null }): boolean =>
+        r.lease_until === null || toNumber(r.lease_until) <= now || r.lease_owner === null || dead.has(r.lease_owner);
       const taken = current
-        .filter((r) => r.attempt_id !== null && wanted.get(toNumber(r.id)) === r.attempt_id && isInProgress(toStatus(r.status)))
+        .filter((r) => r.attempt_id !== null && wanted.get(toNumber(r.id)) === r.attempt_id && isInProgress(toStatus(r.status)) && leaseOver(r))
         .sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
       if (taken.length === 0) return [];
       const batch = randomUUID();
@@ -970,20 +994,38 @@ export class KyselyLedger implements Ledger {
     });
   }
 
-  async renewLeases(objectIds: readonly number[], owner: string, leaseUntil: number): Promise<void> {
-    if (objectIds.length === 0) return;
+  async renewLeases(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number): Promise<number[]> {
+    if (rows.length === 0) return [];
     const now = this.#now();
-    await this.#write(async (trx) => {
-      for (const chunk of chunks(objectIds)) {
-        await trx
-          .updateTable('objects')
-          .set({ lease_until: leaseUntil, updated_at: now })
+    const wanted = new Map(rows.map((r) => [r.objectId, r.attemptId]));
+    return this.#write(async (trx) => {
+      const renewed: number[] = [];
+      for (const chunk of chunks([...wanted.keys()])) {
+        // Held = still ours, in progress, under the attempt we are running. Read then
+        // write in one transaction: on PostgreSQL the rows are locked until commit.
+        const held = await trx
+          .selectFrom('objects')
+          .select(['id', 'attempt_id'])
           .where('id', 'in', chunk)
           .where('lease_owner', '=', owner)
           .where('status', 'in', IN_PROGRESS_STATUSES)
+          .$call((qb) => this.#traits.lockRows(qb))
           .execute();
+        const ids = held.filter((r) => r.attempt_id !== null && wanted.get(toNumber(r.id)) === r.attempt_id).map((r) => toNumber(r.id));
+        if (ids.length === 0) continue;
+        await trx
+          .updateTable('objects')
+          .set({ lease_until: now + leaseMs, updated_at: now })
+          .where('id', 'in', ids)
+          .execute();
+        renewed.push(...ids);
       }
+      return renewed;
     });
+  }
+
+  async clock(): Promise<number> {
+    return this.#now();
   }
 
   /**

@@ -39,6 +39,14 @@ export interface TouchedObject {
   readonly sourcePath: string;
   readonly size: number;
   readonly mtimeMs: number;
+  /** The row as the planner saw it (content unchanged); a row that changed since is left alone. */
+  readonly seen: { readonly status: ObjectStatus; readonly sha256: string | null };
+}
+
+/** A row to forget, fenced on the state the planner saw (a row claimed or re-planned since is kept). */
+export interface ForgottenObject {
+  readonly objectId: number;
+  readonly seen: { readonly status: ObjectStatus; readonly attemptId: string | null; readonly sha256: string | null };
 }
 
 /** A row the planner wants deleted because its source file is gone (sync). */
@@ -73,6 +81,8 @@ export interface ClaimOptions {
    * claimed (HOLDFAST_E_INTERNAL).
    */
   readonly statuses?: readonly ObjectStatus[];
+  /** Only these rows (still subject to `statuses`); default: any row of the destination. */
+  readonly objectIds?: readonly number[];
 }
 
 export type OutcomeStatus = 'upload_completed' | 'upload_failed' | 'upload_pending' | 'delete_completed' | 'delete_failed' | 'delete_pending';
@@ -157,10 +167,15 @@ export interface Ledger {
    * Returns the keys it left alone: rows in progress, or rows that changed since `seen`.
    */
   planUploads(destinationId: number, items: readonly PlannedUpload[], runId: number | null): Promise<string[]>;
-  /** Updates size/mtime of rows whose content did not change (a touched file costs no upload). */
-  touchObjects(items: readonly TouchedObject[]): Promise<void>;
-  /** Removes rows for work that never reached the destination and no longer exists in the source. */
-  forgetObjects(objectIds: readonly number[], note: string, runId: number | null): Promise<void>;
+  /** Updates size/mtime of rows whose content did not change (a touched file costs no upload). Returns the ids left alone (changed since seen). */
+  touchObjects(items: readonly TouchedObject[]): Promise<number[]>;
+  /**
+   * Removes rows for work that never reached the destination and no longer
+   * exists in the source. Fenced: a row whose status, attempt id or hash
+   * differs from `seen` (claimed, re-planned, completed since) is kept.
+   * Returns the ids forgotten.
+   */
+  forgetObjects(items: readonly ForgottenObject[], note: string, runId: number | null): Promise<number[]>;
 
   // objects: deletes and repairs (sync, cleanup), one transaction per call
   /** Moves rows to delete_pending (two-phase delete: the delete step claims them later). Returns keys left alone. */
@@ -185,16 +200,23 @@ export interface Ledger {
    */
   claim(opts: ClaimOptions): Promise<ObjectRow[]>;
   /**
-   * Recovery's intent: takes over in-progress rows whose lease expired (or whose
-   * owner is dead), fenced on their current attempt id, giving each a fresh
-   * attempt id and this owner's lease (status unchanged: in_progress →
-   * in_progress). Returns the rows actually taken over; a row whose attempt id
-   * changed meanwhile is left alone. From then on, the old owner's outcome
-   * writes are refused.
+   * Recovery's intent: takes over in-progress rows whose lease expired on the
+   * ledger's clock (or whose owner is one of `deadOwners`), fenced on their
+   * current attempt id, giving each a fresh attempt id and this owner's lease
+   * (status unchanged: in_progress → in_progress). Returns the rows actually
+   * taken over; a row whose attempt id changed meanwhile, or whose lease was
+   * renewed meanwhile, is left alone. From then on, the old owner's outcome
+   * writes and lease renewals are refused.
    */
-  takeOver(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number, runId: number | null): Promise<ObjectRow[]>;
-  /** Extends leases of rows this owner holds (long uploads). */
-  renewLeases(objectIds: readonly number[], owner: string, leaseUntil: number): Promise<void>;
+  takeOver(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number, runId: number | null, opts?: { readonly deadOwners?: readonly string[] }): Promise<ObjectRow[]>;
+  /**
+   * Extends to `leaseMs` from now (the ledger's clock) the leases of rows this
+   * owner still holds under these attempts. Returns the ids renewed: a row
+   * missing from it was taken over (or settled), and its attempt must stop.
+   */
+  renewLeases(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number): Promise<number[]>;
+  /** The ledger's clock (epoch ms): what leases are written and judged with, the same for every worker. */
+  clock(): Promise<number>;
   /** Outcomes for a batch, fenced on attempt id, in one transaction. */
   recordOutcomes(outcomes: readonly Outcome[], runId: number | null): Promise<OutcomeResult[]>;
 

@@ -9,12 +9,14 @@
 //
 // Names are taken exactly as on disk (never Unicode-normalised: NFC and NFD
 // spellings are different files). A name that is not valid UTF-8 cannot
-// become a destination key, so it is skipped and reported.
+// become a destination key: it is reported as an error (HOLDFAST_E_KEY_INVALID),
+// so the run is not "completed" while a file was left behind.
 //
 // Errors do not stop the walk: an unreadable directory is reported with its
 // key prefix ending in "/" so that the planner can refuse deletes under it
 // (its files are missing from the scan because it failed, not because they
-// are gone).
+// are gone). A followed symlink whose target is missing (an unmounted disk) is
+// an error too, for the same reason.
 
 import type { Dirent, Stats } from 'node:fs';
 import { lstat, readdir, stat } from 'node:fs/promises';
@@ -58,9 +60,7 @@ export interface WalkOptions {
 }
 
 export const SKIP_REASONS = {
-  badName: 'name is not valid UTF-8',
   symlink: 'symlink (not followed)',
-  brokenSymlink: 'symlink target does not exist',
   cycle: 'symlink cycle (directory already being walked)',
   special: 'not a regular file or directory',
   vanished: 'disappeared during the scan',
@@ -152,7 +152,7 @@ export async function* walkSource(root: string, opts: WalkOptions = {}): AsyncGe
   throwIfAborted(opts.signal);
   let rootEntries: Entry[];
   try {
-    rootEntries = await listDirectory(root, '', follow, opts.exclude, stats, skip);
+    rootEntries = await listDirectory(root, '', follow, opts.exclude, stats, skip, fail);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT' || errnoCode(e) === 'ENOTDIR') {
       throw new HoldfastError('HOLDFAST_E_SOURCE_MISSING', { path: root, detail: (e as Error).message }, { cause: e });
@@ -192,7 +192,7 @@ export async function* walkSource(root: string, opts: WalkOptions = {}): AsyncGe
       throwIfAborted(opts.signal);
       let entries: Entry[];
       try {
-        entries = await listDirectory(entry.path, entry.key + '/', follow, opts.exclude, stats, skip);
+        entries = await listDirectory(entry.path, entry.key + '/', follow, opts.exclude, stats, skip, fail);
       } catch (e) {
         reportEntryError(entry.key + '/', entry.path, e, skip, fail);
         continue;
@@ -248,6 +248,7 @@ async function listDirectory(
   exclude: Matcher | undefined,
   stats: ScanStats,
   skip: (key: string, reason: string) => void,
+  fail: (key: string, error: HoldfastError) => void,
 ): Promise<Entry[]> {
   const dirents = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
   stats.dirs++;
@@ -256,7 +257,11 @@ async function listDirectory(
     const raw = d.name;
     const name = decodeName(raw);
     if (name === undefined) {
-      skip(prefix + raw.toString('utf8'), SKIP_REASONS.badName);
+      // Shown (and matched against excludes) with U+FFFD for the bytes that are not UTF-8.
+      const shown = prefix + raw.toString('utf8');
+      const isDir = d.isDirectory();
+      if (exclude?.excludes(shown, isDir)) stats.excluded++;
+      else fail(isDir ? shown + '/' : shown, new HoldfastError('HOLDFAST_E_KEY_INVALID', { key: shown, detail: 'the name is not valid UTF-8, so it cannot be a destination key; rename it, or exclude it' }));
       continue;
     }
     const key = prefix + name;
@@ -288,9 +293,11 @@ async function listDirectory(
       try {
         entryStats = await stat(path);
       } catch (e) {
-        const code = errnoCode(e);
-        if (code === 'ENOENT' || code === 'ELOOP') skip(key, code === 'ELOOP' ? SKIP_REASONS.cycle : SKIP_REASONS.brokenSymlink);
-        else skip(key, `symlink cannot be resolved: ${(e as Error).message}`);
+        if (errnoCode(e) === 'ELOOP') skip(key, SKIP_REASONS.cycle);
+        // A dangling target (an unmounted disk, a deleted directory) hides whatever was
+        // under it: an error, so the planner keeps its copies instead of deleting them.
+        else if (!exclude?.excludes(key, false)) fail(key, new HoldfastError('HOLDFAST_E_SOURCE_UNREADABLE', { path, detail: `symlink target cannot be read: ${(e as Error).message}` }, { cause: e }));
+        else stats.excluded++;
         continue;
       }
       kind = statsKind(entryStats);

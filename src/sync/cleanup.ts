@@ -32,6 +32,7 @@ import { Limiter } from '../engine/limiter.js';
 import { DestinationBreaker } from './breaker.js';
 import { withRetry } from '../engine/retry.js';
 import { FileHasher } from '../scan/hasher.js';
+import { KeyCover } from '../scan/key-cover.js';
 import { compareKeys } from '../scan/key-order.js';
 import {
   DEFAULT_MAX_FINDINGS,
@@ -248,7 +249,8 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
         cancellation,
         events,
         stepErrors,
-        scanErrorPrefixes: [],
+        unreadable: new KeyCover(),
+    passedOver: new KeyCover(),
         requests: new Limiter(session.transfers),
         breaker: new DestinationBreaker(),
       };

@@ -11,6 +11,7 @@ import type { RetryPolicy } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
 import type { HashMemo } from '../scan/hasher.js';
 import type { Matcher } from '../scan/ignore.js';
+import type { KeyCover } from '../scan/key-cover.js';
 import type { DestinationBreaker } from './breaker.js';
 import type { RunTally } from './tally.js';
 
@@ -111,8 +112,14 @@ export interface SyncContext extends PipelineContext {
   readonly cancellation: Cancellation;
   readonly events: RunEvents;
   readonly stepErrors: StepError[];
-  /** Source directories whose scan failed (key prefixes ending in "/"): no deletes under them. */
-  readonly scanErrorPrefixes: string[];
+  /**
+   * What the scan could not vouch for: entries it could not read (each covers
+   * itself and everything below it). Their copies are never deleted in this run:
+   * the files are missing from the scan because it failed, not because they are gone.
+   */
+  readonly unreadable: KeyCover;
+  /** Entries the scan saw but did not take (symlinks not followed, special files): their old copies are kept, like excluded files. */
+  readonly passedOver: KeyCover;
   /** Which source files go to this destination (rules); undefined: all. A file not selected is treated like an excluded one. */
   readonly select?: (file: FileFacts) => boolean;
   /** Hashes shared by the planners of a fan-out run, so each file is read once. */

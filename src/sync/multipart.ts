@@ -21,6 +21,7 @@ import type { ObjectRow } from '../core/types.js';
 import type { Limiter } from '../engine/limiter.js';
 import { withRetry } from '../engine/retry.js';
 import type { SyncContext } from './context.js';
+import type { RowLease } from './lease.js';
 
 /**
  * The configured part size, raised if needed to fit the destination's
@@ -47,13 +48,14 @@ export interface MultipartResult {
   readonly sentBytes: number;
 }
 
-export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: ObjectRow, onProgress: (sentBytes: number) => void): Promise<MultipartResult> {
+export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: ObjectRow, onProgress: (sentBytes: number) => void, lease: RowLease): Promise<MultipartResult> {
   const mp = ctx.backend.multipart as MultipartApi;
   const key = row.key;
   const size = row.size ?? 0;
   const sha256 = row.sha256 ?? '';
   const attemptId = row.attemptId ?? '';
-  const signal = ctx.cancellation.signal;
+  // Aborted by a hard cancellation, or when the row's lease is lost.
+  const signal = lease.signal;
   const retry = { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' as const };
   const ledgerRetry = { policy: ctx.settings.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' as const };
   const sequential = ctx.backend.capabilities.sequentialParts;
@@ -184,6 +186,9 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
     for (const s of settled) if (s.status === 'fulfilled') parts.push(s.value);
     parts.sort((a, b) => a.partNumber - b.partNumber);
     try {
+      // The fence, asked of the ledger itself: a stale completion must never land after
+      // another run took the row over and sent its own content.
+      await lease.confirm();
       const result = await withRetry(() => mp.complete(key, id, parts, { signal }), retry);
       return { result, sentBytes: sent - resumedBytes };
     } catch (e) {

@@ -12,12 +12,13 @@ import type { ObjectRow, SourceFile } from '../core/types.js';
 import type { Step, StepAction } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
 import { Limiter } from '../engine/limiter.js';
-import type { PlannedDelete, PlannedUpload, TouchedObject } from '../ledger/ledger.js';
+import type { ForgottenObject, PlannedDelete, PlannedUpload, TouchedObject } from '../ledger/ledger.js';
 import { excludesPath } from '../scan/ignore.js';
 import { classifyChange, mergeJoin } from '../scan/change-detection.js';
 import { FileHasher } from '../scan/hasher.js';
-import { walkSource } from '../scan/walk.js';
+import { SKIP_REASONS, walkSource } from '../scan/walk.js';
 import type { SyncContext } from './context.js';
+import { resolveRows } from './recover.js';
 
 const PLAN_BATCH = 256;
 
@@ -40,17 +41,19 @@ export const planStep: Step<SyncContext> = {
       followSymlinks: settings.followSymlinks,
       signal: ctx.cancellation.stopping,
       onSkip: (key, reason) => {
+        // Only an entry that vanished is really gone; anything else still exists and keeps its copy.
+        if (reason !== SKIP_REASONS.vanished) ctx.passedOver.add(key);
         tally.note(key, `skipped: ${reason}`);
         events.emit('file:skipped', { key, reason });
       },
       onError: (key, error) => {
-        if (key.endsWith('/')) ctx.scanErrorPrefixes.push(key);
+        ctx.unreadable.add(key);
         tally.record(key, 'failed', 0, error);
         events.emit('file:failed', { key, code: error.code, message: error.message, transient: error.transient });
       },
     });
     const hasher = new FileHasher(ctx.ledger, { useCache: settings.mode !== 'all' && !settings.force, store: !settings.dryRun, ...(ctx.hashMemo ? { memo: ctx.hashMemo } : {}) });
-    const forget: ObjectRow[] = [];
+    const unsettled: ObjectRow[] = [];
     const deletions: PlannedDelete[] = [];
     const notSelected = new Set<string>();
     let sourceFiles = 0;
@@ -82,9 +85,14 @@ export const planStep: Step<SyncContext> = {
           break;
         case 'gone':
           if (!row) break;
-          // Work that never reached the destination is forgotten, by push and sync alike
-          // (decided below, from the row's history, when its etag does not already tell).
-          if ((row.status === 'upload_pending' || row.status === 'upload_failed') && row.etag === null) forget.push(row);
+          // The scan could not vouch for it (unreadable, or a symlink it did not follow): the row stays as it is.
+          if (ctx.passedOver.covers(key)) break;
+          if (ctx.unreadable.covers(key)) {
+            if (ctx.deletion && row.status !== 'delete_completed') deletions.push({ objectId: row.id, key, seen: { status: row.status, sha256: row.sha256 } });
+            break;
+          }
+          // Work that may never have reached the destination is settled below: forgotten, or asked about.
+          if ((row.status === 'upload_pending' || row.status === 'upload_failed') && row.etag === null) unsettled.push(row);
           // sync mirrors: the destination's copy of a file gone from the source is a delete candidate.
           else if (ctx.deletion && row.status !== 'delete_completed') {
             deletions.push({ objectId: row.id, key, seen: { status: row.status, sha256: row.sha256 } });
@@ -99,29 +107,72 @@ export const planStep: Step<SyncContext> = {
       }
     }
     if (batch.length > 0 && !ctx.cancellation.stopping.aborted) await planBatch(ctx, hasher, batch);
-    if (forget.length > 0 && !ctx.cancellation.stopping.aborted) {
-      const never: number[] = [];
-      for (const row of forget) {
-        // A backend that reports no etag leaves only history to tell whether an older version reached the destination.
-        const history = await ctx.ledger.history(row.destinationId, row.key);
-        if (history.some((h) => h.toStatus === 'upload_completed')) {
-          if (ctx.deletion) deletions.push({ objectId: row.id, key: row.key, seen: { status: row.status, sha256: row.sha256 } });
-        } else {
-          never.push(row.id);
-        }
-      }
-      if (!settings.dryRun) {
-        await withRetry(() => ctx.ledger.forgetObjects(never, 'source file gone before it was ever uploaded', ctx.runId), {
-          policy: settings.retry,
-          fallback: 'HOLDFAST_E_LEDGER_WRITE',
-        });
-      }
-    }
+    if (unsettled.length > 0 && !ctx.cancellation.stopping.aborted) deletions.push(...(await settleGoneRows(ctx, unsettled)));
     if (ctx.deletion && !ctx.cancellation.stopping.aborted) await planDeletions(ctx, deletions, sourceFiles, notSelected);
     events.emit('plan:ready', { files: ctx.plan.files, bytes: ctx.plan.bytes, skipped: tally.counts.skipped });
     return 'continue';
   },
 };
+
+/**
+ * Rows of files gone from the source (or no longer selected) that never
+ * completed: pending or failed, with no etag. Each is settled by what may
+ * have happened to it (DESIGN §3 "Nothing may be forgotten that may have had
+ * an effect"):
+ * - an older version reached the destination once (history says so): a
+ *   delete candidate for sync, kept by push;
+ * - never claimed since it was planned: nothing was ever sent, the row is
+ *   forgotten (fenced on the state seen here);
+ * - claimed, but no outcome says it landed (a lost answer, a crash): the
+ *   destination is asked. An object with the intended SHA-256 is recorded as
+ *   completed (then, for sync, a delete candidate); otherwise the row is
+ *   forgotten. Asking follows the protocol: claim (intent), head, outcome.
+ * Returns the delete candidates.
+ */
+async function settleGoneRows(ctx: SyncContext, rows: readonly ObjectRow[]): Promise<PlannedDelete[]> {
+  const { settings, tally } = ctx;
+  const retry = { policy: settings.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' as const };
+  const deletions: PlannedDelete[] = [];
+  const forget: ForgottenObject[] = [];
+  const ask: ObjectRow[] = [];
+  for (const row of rows) {
+    // A backend that reports no etag leaves only history to tell whether an older version reached the destination.
+    const history = await ctx.ledger.history(row.destinationId, row.key);
+    if (history.some((h) => h.toStatus === 'upload_completed')) {
+      if (ctx.deletion) deletions.push({ objectId: row.id, key: row.key, seen: { status: row.status, sha256: row.sha256 } });
+    } else if (row.attempt === 0) {
+      forget.push(forgotten(row));
+    } else {
+      ask.push(row);
+    }
+  }
+  if (settings.dryRun) {
+    for (const row of ask) tally.note(row.key, 'source file gone after an upload that may have landed; a real run asks the destination before forgetting it');
+    return deletions;
+  }
+  if (ask.length > 0 && ctx.destination !== undefined && ctx.breaker.openError === undefined) {
+    const claimed = await withRetry(
+      () => ctx.ledger.claim({ destinationId: ctx.destination!.id, owner: ctx.owner, limit: ask.length, leaseMs: settings.leaseMs, runId: ctx.runId, statuses: ['upload_pending', 'upload_failed'], objectIds: ask.map((r) => r.id) }),
+      retry,
+    );
+    const verdicts = await resolveRows(ctx, claimed);
+    for (const row of claimed) {
+      const v = verdicts.get(row.id);
+      if (v === 'completed') {
+        if (ctx.deletion) deletions.push({ objectId: row.id, key: row.key, seen: { status: 'upload_completed', sha256: row.sha256 } });
+      } else if (v === 'pending') {
+        forget.push({ objectId: row.id, seen: { status: 'upload_pending', attemptId: row.attemptId, sha256: row.sha256 } });
+      }
+      // Anything else (the destination could not be asked, the outcome not written): the row stays for the next run.
+    }
+  }
+  if (forget.length > 0) await withRetry(() => ctx.ledger.forgetObjects(forget, 'source file gone before it was ever uploaded', ctx.runId), retry);
+  return deletions;
+}
+
+function forgotten(row: ObjectRow): ForgottenObject {
+  return { objectId: row.id, seen: { status: row.status, attemptId: row.attemptId, sha256: row.sha256 } };
+}
 
 /**
  * Applies the delete safety rules (DESIGN §2 promise 5) and records what may
@@ -141,10 +192,10 @@ async function planDeletions(ctx: SyncContext, candidates: PlannedDelete[], sour
   let wanted = candidates;
   // So are files the rules send elsewhere.
   if (!policy.deleteExcluded) wanted = wanted.filter((d) => !excludesPath(ctx.exclude, d.key) && !notSelected.has(d.key));
-  // A directory whose scan failed may hide files: never delete under it.
-  const doubtful = wanted.filter((d) => ctx.scanErrorPrefixes.some((p) => d.key.startsWith(p)));
+  // An entry the scan could not read (or a directory it could not list) may still exist: never delete it.
+  const doubtful = wanted.filter((d) => ctx.unreadable.covers(d.key));
   if (doubtful.length > 0) {
-    refuse(doubtful, 'its directory could not be read completely in this run');
+    refuse(doubtful, 'it (or its directory) could not be read in this run, so it may still exist');
     wanted = wanted.filter((d) => !doubtful.includes(d));
   }
   if (wanted.length === 0) return;
@@ -257,7 +308,7 @@ async function planBatch(ctx: SyncContext, hasher: FileHasher, batch: readonly C
 
 function skipTouched(ctx: SyncContext, c: Candidate, touched: TouchedObject[]): void {
   if (c.row && (c.row.size !== c.file.size || c.row.mtimeMs !== c.file.mtimeMs || c.row.sourcePath !== c.file.path)) {
-    touched.push({ objectId: c.row.id, sourcePath: c.file.path, size: c.file.size, mtimeMs: c.file.mtimeMs });
+    touched.push({ objectId: c.row.id, sourcePath: c.file.path, size: c.file.size, mtimeMs: c.file.mtimeMs, seen: { status: c.row.status, sha256: c.row.sha256 } });
   }
   ctx.tally.skip();
 }

@@ -731,14 +731,14 @@ export async function pull(options: PullOptions): Promise<PullReport> {
     const status = deriveRunStatus({
       cancelled: cancellation.cancelled,
       aborted: false,
-      counts: { completed: run.counts.completed, failed: run.counts.failed, partial: 0, skipped: run.counts.skipped, recovered: 0 },
+      counts: { completed: run.counts.completed, failed: run.counts.failed, partial: 0, skipped: run.counts.skipped, recovered: 0, fenced: 0 },
       runErrors: run.runErrors,
     });
     const report: PullReport = { status, downloads: { ...run.counts }, bytes: run.bytes, durationMs: Date.now() - startedAt, errors: run.errors };
     if (run.notes.length > 0) report.notes = run.notes;
     if (settings.dryRun) report.plan = run.planned;
     events.emit('run:done', {
-      report: { status, uploads: { completed: run.counts.completed, failed: run.counts.failed, partial: 0, skipped: run.counts.skipped, recovered: 0 }, bytes: run.bytes, durationMs: report.durationMs, errors: run.errors },
+      report: { status, uploads: { completed: run.counts.completed, failed: run.counts.failed, partial: 0, skipped: run.counts.skipped, recovered: 0, fenced: 0 }, bytes: run.bytes, durationMs: report.durationMs, errors: run.errors },
     });
     return report;
   } finally {

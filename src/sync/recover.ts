@@ -20,7 +20,8 @@ export const recoverStep: Step<SyncContext> = {
     if (!ctx.destination) return 'continue';
     if (!ctx.settings.dryRun) await closeDeadRuns(ctx, ctx.destination.id);
     const rows = await ctx.ledger.listInProgress(ctx.destination.id);
-    const now = Date.now();
+    // Leases are judged on the ledger's clock, the one every worker's lease was written with.
+    const now = await ctx.ledger.clock();
     const stale = rows.filter((r) => isLeaseStale(r, now, ctx.owner));
     const live = rows.length - stale.length;
     if (live > 0) ctx.events.emit('run:notice', { level: 'info', message: `${live} item(s) are being worked on by another live run; leaving them to it` });
@@ -35,23 +36,41 @@ export const recoverStep: Step<SyncContext> = {
       return 'continue';
     }
     ctx.events.emit('run:notice', { level: 'info', message: `resolving ${stale.length} item(s) interrupted by an earlier run` });
+    // Owners known to be dead (a process of this host that is gone) lose their leases at once;
+    // anyone else's lease must have run out on the ledger's clock, checked again in the takeover's transaction.
+    const deadOwners = [...new Set(stale.map((r) => r.leaseOwner).filter((o): o is string => o !== null && isOwnerGone(o)))];
     const taken = await ctx.ledger.takeOver(
       stale.map((r) => ({ objectId: r.id, attemptId: r.attemptId ?? '' })),
       ctx.owner,
       ctx.settings.leaseMs,
       ctx.runId,
+      { deadOwners },
     );
-    const writer = new OutcomeWriter(ctx.ledger, ctx.runId, {
-      batch: ctx.settings.outcomeBatch,
-      flushMs: ctx.settings.outcomeFlushMs,
-      retry: ctx.settings.retry,
-    });
-    const limiter = new Limiter(ctx.settings.transfers);
-    await Promise.all(taken.map((row) => limiter.run(() => resolveRow(ctx, writer, row))));
-    await writer.flush();
+    await resolveRows(ctx, taken);
     return 'continue';
   },
 };
+
+/** What asking the destination made of a row: its new status, or undefined when it could not be settled now. */
+export type Resolution = 'completed' | 'pending' | 'deleted' | 'delete_pending' | undefined;
+
+/**
+ * Settles rows this run holds in progress (taken over, or claimed to be asked
+ * about) by asking the destination: `head`, then the outcome, fenced on the
+ * row's attempt. Returns what each row became.
+ */
+export async function resolveRows(ctx: SyncContext, rows: readonly ObjectRow[]): Promise<Map<number, Resolution>> {
+  const writer = new OutcomeWriter(ctx.ledger, ctx.runId, {
+    batch: ctx.settings.outcomeBatch,
+    flushMs: ctx.settings.outcomeFlushMs,
+    retry: ctx.settings.retry,
+  });
+  const limiter = new Limiter(ctx.settings.transfers);
+  const out = new Map<number, Resolution>();
+  await Promise.all(rows.map((row) => limiter.run(async () => out.set(row.id, await resolveRow(ctx, writer, row)))));
+  await writer.flush();
+  return out;
+}
 
 /** Runs still marked running whose process is gone (killed, crashed) are closed as failed, saying so. */
 async function closeDeadRuns(ctx: SyncContext, destinationId: number): Promise<void> {
@@ -62,7 +81,7 @@ async function closeDeadRuns(ctx: SyncContext, destinationId: number): Promise<v
   }
 }
 
-async function resolveRow(ctx: SyncContext, writer: OutcomeWriter, row: ObjectRow): Promise<void> {
+async function resolveRow(ctx: SyncContext, writer: OutcomeWriter, row: ObjectRow): Promise<Resolution> {
   const attemptId = row.attemptId ?? '';
   let outcome: Outcome;
   let recovered = false;
@@ -86,21 +105,31 @@ async function resolveRow(ctx: SyncContext, writer: OutcomeWriter, row: ObjectRo
     }
   } catch (e) {
     const err = classifyError(e, 'HOLDFAST_E_NETWORK');
-    if (err.code === 'HOLDFAST_E_CANCELLED') return;
+    if (err.code === 'HOLDFAST_E_CANCELLED') return undefined;
     // The row stays in progress under our lease; the next run asks again. The file counts as failed in this run.
     const failure = new HoldfastError(err.code, err.details, { cause: err });
     ctx.tally.record(row.key, 'failed', 0, failure);
     ctx.events.emit('file:failed', { key: row.key, code: err.code, message: `could not ask the destination about an interrupted upload: ${err.message}`, transient: err.transient });
-    return;
+    return undefined;
   }
   const written = await writer.add(outcome);
   if (written.state !== 'recorded') {
     const message = written.state === 'failed' ? written.error.message : 'another run took this item over';
     ctx.stepErrors.push({ step: 'recover', key: row.key, code: written.state === 'failed' ? written.error.code : 'HOLDFAST_E_DEST_LOCKED', message });
-    return;
+    return undefined;
   }
   if (recovered) {
     ctx.tally.record(row.key, 'recovered');
     ctx.events.emit('file:done', { key: row.key, outcome: 'recovered', bytes: 0 });
   }
+  return RESOLUTION[outcome.status];
 }
+
+const RESOLUTION: Readonly<Record<Outcome['status'], Resolution>> = {
+  upload_completed: 'completed',
+  upload_pending: 'pending',
+  delete_completed: 'deleted',
+  delete_pending: 'delete_pending',
+  upload_failed: undefined,
+  delete_failed: undefined,
+};

@@ -25,6 +25,7 @@ import { withRetry } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { defaultStateDir, LEDGER_FILE_NAME, openLedger } from '../ledger/open.js';
 import { HashMemo } from '../scan/hasher.js';
+import { KeyCover } from '../scan/key-cover.js';
 import { compileExcludes, excludingDirectory, type Matcher } from '../scan/ignore.js';
 import { DestinationBreaker } from './breaker.js';
 import { DEFAULT_SETTINGS, type DeletionPolicy, type FileFacts, type SyncContext, type SyncSettings } from './context.js';
@@ -315,7 +316,8 @@ async function runDestination(shared: SharedRun, o: OpenDestination): Promise<De
     cancellation: shared.cancellation,
     events,
     stepErrors: [],
-    scanErrorPrefixes: [],
+    unreadable: new KeyCover(),
+    passedOver: new KeyCover(),
     ...(o.spec.select ? { select: o.spec.select } : {}),
     ...(shared.defer ? { defer: shared.defer } : {}),
     ...(shared.hashMemo ? { hashMemo: shared.hashMemo } : {}),

@@ -16,6 +16,7 @@ import type { Outcome } from '../ledger/ledger.js';
 import { createVerifyingStream, readSmallFile } from '../scan/hash.js';
 import type { SyncContext } from './context.js';
 import { uploadMultipart } from './multipart.js';
+import { LeaseKeeper, type RowLease } from './lease.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream';
@@ -43,6 +44,8 @@ export const uploadStep: Step<SyncContext> = {
         // Keep roughly one batch ahead of the transfers, no more: claimed rows hold leases.
         while (files.pending > settings.claimBatch && !cancellation.stopping.aborted) await Promise.race(inflight);
         let rows: ObjectRow[];
+        // The lease runs from the moment the claim is sent: measured before it, the local deadline is never later than the ledger's.
+        const claimedAt = performance.now();
         try {
           rows = await withRetry(
             () => ctx.ledger.claim({ destinationId, owner: ctx.owner, limit: settings.claimBatch, leaseMs: settings.leaseMs, runId: ctx.runId }),
@@ -61,20 +64,26 @@ export const uploadStep: Step<SyncContext> = {
           break;
         }
         if (rows.length === 0) break;
+        // Held from the claim on, not from when a transfer slot frees up: a row waiting its turn is ours too.
+        for (const row of rows) leases.hold(row, claimedAt);
         for (const row of rows) {
           claimed.add(row.key);
           const task = (async () => {
             const release = await files.acquire();
             try {
+              const lease = leases.get(row.id);
+              if (lease.lost !== undefined) {
+                reportFenced(ctx, row.key, lease.lost);
+                return;
+              }
               if (cancellation.stopping.aborted) {
                 await releaseUnstarted(ctx, writer, row);
                 return;
               }
-              leases.add(row);
               // The slot is freed as soon as the bytes are sent; the outcome's batch commit is waited for outside it.
-              await uploadOne(ctx, writer, requests, row, release);
+              await uploadOne(ctx, writer, requests, row, lease, release);
             } finally {
-              leases.remove(row);
+              leases.release(row.id);
               release();
             }
           })();
@@ -96,7 +105,14 @@ async function releaseUnstarted(ctx: SyncContext, writer: OutcomeWriter, row: Ob
   await writer.add({ objectId: row.id, attemptId: row.attemptId ?? '', status: 'upload_pending', note: 'run cancelled before the transfer started' });
 }
 
-async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limiter, row: ObjectRow, transferDone: () => void): Promise<void> {
+/** Another run took the item over: this run records nothing for it, and says so. */
+function reportFenced(ctx: SyncContext, key: string, why: HoldfastError, bytes = 0): void {
+  ctx.tally.record(key, 'fenced', bytes);
+  ctx.tally.note(key, `fenced: ${why.message}`);
+  ctx.events.emit('file:done', { key, outcome: 'fenced', bytes, message: why.message });
+}
+
+async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limiter, row: ObjectRow, lease: RowLease, transferDone: () => void): Promise<void> {
   const { backend, events, settings } = ctx;
   const key = row.key;
   const size = row.size ?? 0;
@@ -117,12 +133,17 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
     }
     const onProgress = (sentBytes: number): void => events.emit('file:progress', { key, sentBytes, size });
     if (backend.multipart && size >= settings.multipartThreshold) {
-      ({ result, sentBytes } = await uploadMultipart(ctx, requests, row, onProgress));
+      ({ result, sentBytes } = await uploadMultipart(ctx, requests, row, onProgress, lease));
     } else {
-      result = await requests.run(() => putWhole(ctx, backend, row, onProgress));
+      result = await requests.run(() => putWhole(ctx, backend, row, onProgress, lease));
     }
   } catch (e) {
     transferDone();
+    // The lease ended under the transfer: the row is another run's now; nothing of ours to record.
+    if (lease.lost !== undefined) {
+      reportFenced(ctx, key, lease.lost);
+      return;
+    }
     const err = classifyError(e, 'HOLDFAST_E_NETWORK', { key, path: row.sourcePath ?? key });
     if (err.code === 'HOLDFAST_E_CANCELLED') {
       // Interrupted by a hard abort: nothing is known to be on the destination beyond
@@ -148,26 +169,35 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
     events.emit('file:done', { key, outcome: 'completed', bytes: sentBytes });
     return;
   }
-  const err =
-    w.state === 'failed'
-      ? new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: w.error.message }, { cause: w.error })
-      : new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: 'a newer attempt took this item over' });
+  if (w.state === 'fenced') {
+    // Sent, but a newer attempt owns the row: its run settles it (recovery asks the destination).
+    reportFenced(ctx, key, lease.lost ?? new HoldfastError('HOLDFAST_E_FENCED', { key, detail: 'a newer attempt owns the row; the object this run sent is checked by that run' }), sentBytes);
+    return;
+  }
+  // Partial keeps one meaning: the effect happened, its outcome could not be written.
+  const err = new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: w.error.message }, { cause: w.error });
   ctx.tally.record(key, 'partial', sentBytes, err);
   events.emit('file:done', { key, outcome: 'partial', bytes: sentBytes, message: err.message });
 }
 
 /** One request for the whole body, retried on transient errors. */
-async function putWhole(ctx: SyncContext, backend: Backend, row: ObjectRow, onProgress: (n: number) => void): Promise<PutResult> {
+async function putWhole(ctx: SyncContext, backend: Backend, row: ObjectRow, onProgress: (n: number) => void, lease: RowLease): Promise<PutResult> {
   const size = row.size ?? 0;
   const sha256 = row.sha256 ?? '';
   const path = row.sourcePath ?? '';
-  const signal = ctx.cancellation.signal;
+  const signal = lease.signal;
   const putOpts = { size, sha256, signal, onProgress, ...(row.mtimeMs !== null ? { mtimeMs: row.mtimeMs } : {}) };
   if (size <= SMALL_FILE_MAX) {
     // Read and hash once; the bytes sent are the bytes hashed.
     const { buffer, sha256: actual } = await readSmallFile(path, { size, mtimeMs: row.mtimeMs ?? 0 });
     if (actual !== sha256) throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: row.key });
-    return withRetry(() => backend.put(row.key, bufferBody(buffer), putOpts), { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' });
+    return withRetry(
+      () => {
+        lease.check();
+        return backend.put(row.key, bufferBody(buffer), putOpts);
+      },
+      { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' },
+    );
   }
   const body = {
     size,
@@ -175,39 +205,11 @@ async function putWhole(ctx: SyncContext, backend: Backend, row: ObjectRow, onPr
     open: () =>
       pipeline(createReadStream(path, { start: 0, end: Math.max(0, size - 1), highWaterMark: 1024 * 1024 }), createVerifyingStream(sha256, size, { path: row.key }), () => undefined),
   };
-  return withRetry(() => backend.put(row.key, body, putOpts), { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' });
-}
-
-/** Renews the leases of rows in flight, so a long transfer is not taken over by recovery. */
-class LeaseKeeper {
-  readonly #ctx: SyncContext;
-  readonly #rows = new Map<number, ObjectRow>();
-  readonly #timer: NodeJS.Timeout;
-
-  constructor(ctx: SyncContext) {
-    this.#ctx = ctx;
-    this.#timer = setInterval(() => void this.#renew(), Math.max(1000, Math.floor(ctx.settings.leaseMs / 3)));
-    this.#timer.unref();
-  }
-
-  add(row: ObjectRow): void {
-    this.#rows.set(row.id, row);
-  }
-
-  remove(row: ObjectRow): void {
-    this.#rows.delete(row.id);
-  }
-
-  stop(): void {
-    clearInterval(this.#timer);
-  }
-
-  async #renew(): Promise<void> {
-    if (this.#rows.size === 0) return;
-    try {
-      await this.#ctx.ledger.renewLeases([...this.#rows.keys()], this.#ctx.owner, Date.now() + this.#ctx.settings.leaseMs);
-    } catch {
-      // A missed renewal is harmless while the lease still runs; the next tick tries again.
-    }
-  }
+  return withRetry(
+    () => {
+      lease.check();
+      return backend.put(row.key, body, putOpts);
+    },
+    { policy: ctx.settings.retry, signal, fallback: 'HOLDFAST_E_NETWORK' },
+  );
 }

@@ -77,7 +77,7 @@ describe('holdfast status / history / runs', () => {
     assert.equal(a.needsAttention, 0);
     assert.equal(a.lastRun?.status, 'completed');
     assert.equal(a.lastRun?.command, 'push');
-    assert.deepEqual((a.lastRun?.summary as { uploads: unknown }).uploads, { completed: 3, failed: 0, partial: 0, skipped: 0, recovered: 0 });
+    assert.deepEqual((a.lastRun?.summary as { uploads: unknown }).uploads, { completed: 3, failed: 0, partial: 0, skipped: 0, recovered: 0, fenced: 0 });
     assert.equal(a.health.consecutiveFailures, 0);
     assert.ok(a.health.lastUploadAt !== null);
 
@@ -86,7 +86,7 @@ describe('holdfast status / history / runs', () => {
     assert.equal(b.objects.upload_pending.count, 0);
     assert.deepEqual(b.tracked, { count: 3, bytes: 28 });
     assert.equal(b.lastRun?.status, 'partial');
-    assert.deepEqual((b.lastRun?.summary as { uploads: unknown }).uploads, { completed: 2, failed: 1, partial: 0, skipped: 0, recovered: 0 });
+    assert.deepEqual((b.lastRun?.summary as { uploads: unknown }).uploads, { completed: 2, failed: 1, partial: 0, skipped: 0, recovered: 0, fenced: 0 });
     assert.equal(b.health.lastStatus, 'partial');
     assert.equal(b.health.consecutiveFailures, 1);
     assert.match(b.health.lastError ?? '', /HOLDFAST_E_SOURCE_UNREADABLE/);

@@ -59,7 +59,7 @@ describe('holdfast push to file://', () => {
     assert.equal(r.code, 0, r.stderr);
     const rep = parseJsonReport(r);
     assert.equal(rep.status, 'completed');
-    assert.deepEqual(rep.uploads, { completed: files.size, failed: 0, partial: 0, skipped: 0, recovered: 0 });
+    assert.deepEqual(rep.uploads, { completed: files.size, failed: 0, partial: 0, skipped: 0, recovered: 0, fenced: 0 });
     assert.equal(rep.bytes, [...files.values()].reduce((n, b) => n + b.length, 0));
     assert.deepEqual(rep.errors, []);
     assert.deepEqual(listTree(dst).sort(), [...files.keys()].sort());
@@ -71,7 +71,7 @@ describe('holdfast push to file://', () => {
   it('a second run sends nothing', async () => {
     const rep = parseJsonReport(await push());
     assert.equal(rep.status, 'completed');
-    assert.deepEqual(rep.uploads, { completed: 0, failed: 0, partial: 0, skipped: files.size, recovered: 0 });
+    assert.deepEqual(rep.uploads, { completed: 0, failed: 0, partial: 0, skipped: files.size, recovered: 0, fenced: 0 });
     assert.equal(rep.bytes, 0);
   });
 

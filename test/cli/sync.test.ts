@@ -5,7 +5,7 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { parseJsonReport, runCli } from '../helpers/cli.js';
@@ -48,6 +48,73 @@ describe('holdfast sync: deletes never follow a scan error', () => {
     assert.ok(existsSync(join(tmp.path, 'dst', 'locked', 'b.txt')));
     assert.ok(!existsSync(join(tmp.path, 'dst', 'open', 'c.txt')));
     assert.equal(rep.deletes?.refused, 2);
+  });
+
+  it('keeps the object of a file it could not stat (a directory listable but not searchable: r--)', async () => {
+    const src = join(tmp.path, 'src-r');
+    mkdirSync(join(src, 'listable'), { recursive: true });
+    for (const f of ['listable/x.txt', 'top.txt']) writeFileSync(join(src, f), f);
+    for (const p of [src, join(src, 'listable'), join(src, 'listable/x.txt'), join(src, 'top.txt')]) chownSync(p, NOBODY, NOBODY);
+    chmodSync(tmp.path, 0o777);
+    const env = { HOLDFAST_STATE: join(tmp.path, 'state-r') };
+    const dst = `file://${join(tmp.path, 'dst-r')}`;
+    const first = await runCli(['sync', src, dst, '--json'], { env, ...asNobody });
+    assert.equal(first.code, 0, first.stderr);
+
+    // Listable (r) but not searchable (no x): readdir works, lstat of its files fails with EACCES.
+    chmodSync(join(src, 'listable'), 0o444);
+    try {
+      const second = await runCli(['sync', src, dst, '--json', '--max-delete', '100%'], { env, ...asNobody });
+      const rep = parseJsonReport(second);
+      assert.equal(second.code, 2, second.stderr);
+      assert.ok(rep.errors.some((e) => e.key === 'listable/x.txt' && e.code === 'HOLDFAST_E_SOURCE_UNREADABLE'), JSON.stringify(rep.errors));
+      assert.equal(rep.deletes?.completed, 0, 'the copy of a file that could not be read is not deleted');
+      assert.ok(existsSync(join(tmp.path, 'dst-r', 'listable', 'x.txt')));
+    } finally {
+      chmodSync(join(src, 'listable'), 0o755);
+    }
+  });
+
+  it('--follow-symlinks: a symlinked directory whose target is gone (an unmounted disk) keeps its objects', async () => {
+    const src = join(tmp.path, 'src-l');
+    const disk = join(tmp.path, 'disk');
+    mkdirSync(src, { recursive: true });
+    mkdirSync(disk, { recursive: true });
+    for (let i = 0; i < 4; i++) writeFileSync(join(disk, `photo${i}.jpg`), `photo ${i}`);
+    writeFileSync(join(src, 'local.txt'), 'local');
+    symlinkSync(disk, join(src, 'mounted'));
+    const env = { HOLDFAST_STATE: join(tmp.path, 'state-l') };
+    const dst = `file://${join(tmp.path, 'dst-l')}`;
+    const first = await runCli(['sync', src, dst, '--json', '--follow-symlinks'], { env });
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(parseJsonReport(first).uploads.completed, 5);
+
+    renameSync(disk, `${disk}.unmounted`);
+    const second = await runCli(['sync', src, dst, '--json', '--follow-symlinks', '--max-delete', '100%'], { env });
+    const rep = parseJsonReport(second);
+    assert.equal(second.code, 2, second.stderr);
+    assert.ok(rep.errors.some((e) => e.key === 'mounted' && e.code === 'HOLDFAST_E_SOURCE_UNREADABLE'), JSON.stringify(rep.errors));
+    assert.equal(rep.deletes?.completed, 0, JSON.stringify(rep));
+    for (let i = 0; i < 4; i++) assert.ok(existsSync(join(tmp.path, 'dst-l', 'mounted', `photo${i}.jpg`)));
+  });
+
+  it('a name that is not valid UTF-8 is a failed file: push, sync and check exit 2, never "completed"', async () => {
+    const src = join(tmp.path, 'src-u');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(join(src, 'good.txt'), 'good');
+    writeFileSync(Buffer.concat([Buffer.from(src + '/'), Buffer.from([0x62, 0x61, 0x64, 0xff])]), 'latin-1 name');
+    const env = { HOLDFAST_STATE: join(tmp.path, 'state-u') };
+    const dst = `file://${join(tmp.path, 'dst-u')}`;
+    for (const command of ['push', 'sync']) {
+      const r = await runCli([command, src, dst, '--json'], { env });
+      const rep = parseJsonReport(r);
+      assert.equal(r.code, 2, `${command}: ${r.stdout}`);
+      assert.equal(rep.status, 'partial');
+      assert.ok(rep.errors.some((e) => e.code === 'HOLDFAST_E_KEY_INVALID' && e.key.startsWith('bad')), JSON.stringify(rep.errors));
+    }
+    const check = await runCli(['check', src, dst, '--json'], { env });
+    assert.equal(check.code, 2, check.stdout);
+    assert.match(check.stdout, /"unreadable":1/);
   });
 
   it('--help explains the delete safety rules', async () => {

@@ -406,6 +406,7 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
           OWNER,
           30_000,
           null,
+          { deadOwners: ['dead-owner'] },
         );
         assert.equal(taken.length, 1);
         const row = taken[0]!;
@@ -433,14 +434,63 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
         assert.deepEqual(await ledger.takeOver([{ objectId: row.id, attemptId: row.attemptId! }], OWNER, 1, null), [], 'completed rows are not taken over');
       });
 
-      void it('renewLeases extends only the owner’s in-progress rows', async () => {
-        await ledger.planUploads(dest.id, [planned('l1'), planned('l2')], null);
+      void it('takeOver leaves a row whose lease still runs on the ledger’s clock (its owner may have renewed it since it was judged)', async () => {
+        await ledger.planUploads(dest.id, [planned('live'), planned('over')], null);
+        const [live] = await ledger.claim({ destinationId: dest.id, owner: 'alive', limit: 1, leaseMs: 60_000, runId: null });
+        const [over] = await ledger.claim({ destinationId: dest.id, owner: 'slow', limit: 1, leaseMs: 0, runId: null });
+        const taken = await ledger.takeOver(
+          [
+            { objectId: live!.id, attemptId: live!.attemptId! },
+            { objectId: over!.id, attemptId: over!.attemptId! },
+          ],
+          OWNER,
+          30_000,
+          null,
+        );
+        assert.deepEqual(
+          taken.map((r) => r.key),
+          ['over'],
+        );
+        assert.equal((await mustGet('live')).leaseOwner, 'alive');
+        // The slow owner's renewal is refused from now on: its attempt is over.
+        assert.deepEqual(await ledger.renewLeases([{ objectId: over!.id, attemptId: over!.attemptId! }], 'slow', 60_000), []);
+      });
+
+      void it('renewLeases extends, on the ledger’s clock, only rows still held by this owner under this attempt; it returns them', async () => {
+        await ledger.planUploads(dest.id, [planned('l1'), planned('l2'), planned('l3')], null);
         const [l1] = await ledger.claim({ destinationId: dest.id, owner: 'me', limit: 1, leaseMs: 1000, runId: null });
         const [l2] = await ledger.claim({ destinationId: dest.id, owner: 'someone-else', limit: 1, leaseMs: 1000, runId: null });
-        const until = Date.now() + 10 * 60_000;
-        await ledger.renewLeases([l1!.id, l2!.id], 'me', until);
-        assert.equal((await mustGet('l1')).leaseUntil, until);
+        const [l3] = await ledger.claim({ destinationId: dest.id, owner: 'me', limit: 1, leaseMs: 1000, runId: null });
+        const before = await ledger.clock();
+        const renewed = await ledger.renewLeases(
+          [
+            { objectId: l1!.id, attemptId: l1!.attemptId! },
+            { objectId: l2!.id, attemptId: l2!.attemptId! },
+            { objectId: l3!.id, attemptId: 'an-older-attempt' },
+          ],
+          'me',
+          10 * 60_000,
+        );
+        assert.deepEqual(renewed, [l1!.id]);
+        const after = await ledger.clock();
+        const until = (await mustGet('l1')).leaseUntil!;
+        assert.ok(until >= before + 10 * 60_000 && until <= after + 10 * 60_000, `lease until ${until}, clock ${before}..${after}`);
         assert.equal((await mustGet('l2')).leaseUntil, l2!.leaseUntil);
+        assert.equal((await mustGet('l3')).leaseUntil, l3!.leaseUntil);
+        // Settled rows are no longer held.
+        await ledger.recordOutcomes([{ objectId: l1!.id, attemptId: l1!.attemptId!, status: 'upload_completed' }], null);
+        assert.deepEqual(await ledger.renewLeases([{ objectId: l1!.id, attemptId: l1!.attemptId! }], 'me', 1000), []);
+      });
+
+      void it('claim with objectIds takes only those rows', async () => {
+        await ledger.planUploads(dest.id, [planned('o1'), planned('o2'), planned('o3')], null);
+        const o3 = await mustGet('o3');
+        const got = await ledger.claim({ destinationId: dest.id, owner: OWNER, limit: 10, leaseMs: 1000, runId: null, objectIds: [o3.id] });
+        assert.deepEqual(
+          got.map((r) => r.key),
+          ['o3'],
+        );
+        assert.deepEqual(await ledger.claim({ destinationId: dest.id, owner: OWNER, limit: 10, leaseMs: 1000, runId: null, objectIds: [] }), []);
       });
     });
 
@@ -518,12 +568,25 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
         const [c] = await claimAll();
         await ledger.recordOutcomes([{ objectId: c!.id, attemptId: c!.attemptId!, status: 'upload_completed' }], null);
         const n = (await ledger.history(dest.id, 't')).length;
-        await ledger.touchObjects([{ objectId: c!.id, sourcePath: '/moved/t', size: 10, mtimeMs: 42.25 }]);
+        assert.deepEqual(await ledger.touchObjects([{ objectId: c!.id, sourcePath: '/moved/t', size: 10, mtimeMs: 42.25, seen: { status: 'upload_completed', sha256: SHA_A } }]), []);
         const row = await mustGet('t');
         assert.equal(row.status, 'upload_completed');
         assert.equal(row.mtimeMs, 42.25);
         assert.equal(row.sourcePath, '/moved/t');
         assert.equal((await ledger.history(dest.id, 't')).length, n);
+      });
+
+      void it('touchObjects is fenced on the row the planner saw: a row re-planned with other content keeps its size and mtime', async () => {
+        await ledger.planUploads(dest.id, [planned('tf')], null);
+        const [c] = await claimAll();
+        await ledger.recordOutcomes([{ objectId: c!.id, attemptId: c!.attemptId!, status: 'upload_completed' }], null);
+        // Another run saw new content and re-planned it meanwhile.
+        await ledger.planUploads(dest.id, [planned('tf', { sha256: SHA_B, size: 20, mtimeMs: 5, reason: 'changed' })], null);
+        const left = await ledger.touchObjects([{ objectId: c!.id, sourcePath: '/src/tf', size: 10, mtimeMs: 42, seen: { status: 'upload_completed', sha256: SHA_A } }]);
+        assert.deepEqual(left, [c!.id]);
+        const row = await mustGet('tf');
+        assert.equal(row.size, 20);
+        assert.equal(row.mtimeMs, 5);
       });
 
       void it('forgetObjects deletes rows (and parts) and keeps the fact in history', async () => {
@@ -532,7 +595,9 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
         const [busy] = await ledger.claim({ destinationId: dest.id, owner: OWNER, limit: 1, leaseMs: 1000, runId: null, statuses: ['upload_pending'] });
         assert.equal(busy?.key, 'busy');
         const run = await ledger.startRun({ command: 'push', destinationId: dest.id, source: '/src', owner: OWNER });
-        await ledger.forgetObjects([gone.id, busy.id], 'source file gone', run.id);
+        const seen = (r: ObjectRow) => ({ objectId: r.id, seen: { status: r.status, attemptId: r.attemptId, sha256: r.sha256 } });
+        const forgotten = await ledger.forgetObjects([seen(gone), seen(busy!)], 'source file gone', run.id);
+        assert.deepEqual(forgotten, [gone.id]);
 
         assert.equal(await ledger.getObject(dest.id, 'gone'), undefined);
         assert.equal((await mustGet('busy')).status, 'upload_in_progress', 'in-progress rows are not forgotten');
@@ -546,6 +611,21 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
         // A re-planned key gets a new row (ids are not reused).
         await ledger.planUploads(dest.id, [planned('gone')], null);
         assert.notEqual((await mustGet('gone')).id, gone.id);
+      });
+
+      void it('forgetObjects is fenced on the row the planner saw: a row claimed or re-planned since is kept', async () => {
+        await ledger.planUploads(dest.id, [planned('f1'), planned('f2')], null);
+        const f1 = await mustGet('f1');
+        const f2 = await mustGet('f2');
+        // f1 was claimed (and failed) after the planner looked: it may have landed.
+        const [c1] = await ledger.claim({ destinationId: dest.id, owner: OWNER, limit: 1, leaseMs: 1000, runId: null, objectIds: [f1.id] });
+        await ledger.recordOutcomes([{ objectId: c1!.id, attemptId: c1!.attemptId!, status: 'upload_failed', errorCode: 'HOLDFAST_E_NETWORK' }], null);
+        // f2 was re-planned with other content.
+        await ledger.planUploads(dest.id, [planned('f2', { sha256: SHA_B, reason: 'changed' })], null);
+        const seen = (r: ObjectRow) => ({ objectId: r.id, seen: { status: r.status, attemptId: r.attemptId, sha256: r.sha256 } });
+        assert.deepEqual(await ledger.forgetObjects([seen(f1), seen(f2)], 'gone', null), []);
+        assert.equal((await mustGet('f1')).status, 'upload_failed');
+        assert.equal((await mustGet('f2')).sha256, SHA_B);
       });
     });
 
@@ -598,7 +678,8 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
         await ledger.setUploadId(fp!.id, fp!.attemptId!, 'u');
         await ledger.recordPart({ objectId: fp!.id, uploadId: 'u', partNumber: 1, size: 5, etag: 'x', checksum: null }, fp!.attemptId!);
         await ledger.recordOutcomes([{ objectId: fp!.id, attemptId: fp!.attemptId!, status: 'upload_failed' }], null);
-        await ledger.forgetObjects([fp!.id], 'gone', null);
+        const failed = await mustGet('fp');
+        assert.deepEqual(await ledger.forgetObjects([{ objectId: failed.id, seen: { status: failed.status, attemptId: failed.attemptId, sha256: failed.sha256 } }], 'gone', null), [fp!.id]);
         assert.deepEqual(await ledger.listParts(fp!.id, 'u'), []);
       });
     });

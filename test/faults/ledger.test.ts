@@ -146,7 +146,7 @@ describe('push when the ledger fails', { concurrency: false }, () => {
       proxy.reset();
       const first = await push({ ...options, ledger: faulty });
       assert.equal(first.status, 'partial');
-      assert.deepEqual(first.uploads, { completed: 0, failed: 0, partial: tree.size, skipped: 0, recovered: 0 });
+      assert.deepEqual(first.uploads, { completed: 0, failed: 0, partial: tree.size, skipped: 0, recovered: 0, fenced: 0 });
       assert.deepEqual(first.errors.map((e) => e.key).sort(), [...tree.keys()].sort(), 'every partial file is named');
       assert.ok(first.errors.every((e) => e.code === 'HOLDFAST_E_LEDGER_OUTCOME'));
       assert.ok(proxy.contentBytes() >= [...tree.values()].reduce((s, f) => s + f.size, 0), 'the files were sent');
@@ -161,7 +161,7 @@ describe('push when the ledger fails', { concurrency: false }, () => {
       proxy.reset();
       const second = await push({ ...options, ledger });
       assert.equal(second.status, 'completed');
-      assert.deepEqual(second.uploads, { completed: 0, failed: 0, partial: 0, skipped: 0, recovered: tree.size });
+      assert.deepEqual(second.uploads, { completed: 0, failed: 0, partial: 0, skipped: 0, recovered: tree.size, fenced: 0 });
       assert.equal(second.bytes, 0);
       assert.equal(proxy.contentBytes(), 0, 'zero PutObject/UploadPart bytes on the recovering run');
       assert.equal(contentRequests(), 0, 'not even an empty upload request');
@@ -180,7 +180,7 @@ describe('push when the ledger fails', { concurrency: false }, () => {
       proxy.reset();
       const r = await push({ ...options, ledger: faulty });
       assert.equal(r.status, 'failed');
-      assert.deepEqual(r.uploads, { completed: 0, failed: tree.size, partial: 0, skipped: 0, recovered: 0 });
+      assert.deepEqual(r.uploads, { completed: 0, failed: tree.size, partial: 0, skipped: 0, recovered: 0, fenced: 0 });
       assert.ok(r.errors.some((e) => e.code === 'HOLDFAST_E_LEDGER_WRITE' && /could not record upload intents/.test(e.message)));
       assert.equal(contentRequests(), 0, 'no intent, no upload request');
       assert.equal(proxy.contentBytes(), 0);

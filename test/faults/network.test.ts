@@ -168,7 +168,7 @@ describe('push through a faulty network', { concurrency: false }, () => {
     await assertLedgerHonest(state, tree, bucket, 'lost complete');
     proxy.reset();
     const again = await push(options(src, bucket, state));
-    assert.deepEqual(again.uploads, { completed: 0, failed: 0, partial: 0, skipped: tree.size, recovered: 0 });
+    assert.deepEqual(again.uploads, { completed: 0, failed: 0, partial: 0, skipped: tree.size, recovered: 0, fenced: 0 });
     assert.equal(proxy.contentBytes(), 0);
     await assertConverged({ client, bucket, prefix: 'n/', tree, stateDir: state, context: 'lost complete' });
     proxy.setFaults([]);
@@ -185,7 +185,7 @@ describe('push through a faulty network', { concurrency: false }, () => {
     proxy.reset();
     const report = await push(options(src, bucket, state));
     assert.equal(report.status, 'partial');
-    assert.deepEqual(report.uploads, { completed: tree.size - 1, failed: 1, partial: 0, skipped: 0, recovered: 0 });
+    assert.deepEqual(report.uploads, { completed: tree.size - 1, failed: 1, partial: 0, skipped: 0, recovered: 0, fenced: 0 });
     assert.deepEqual(
       report.errors.map((e) => [e.key, e.code]),
       [[refused, 'HOLDFAST_E_AUTH']],

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { HoldfastError } from '../../src/core/errors.js';
 import type { SourceFile } from '../../src/core/types.js';
+import { compileExcludes } from '../../src/scan/ignore.js';
 import { compareKeys } from '../../src/scan/key-order.js';
 import type { WalkOptions } from '../../src/scan/walk.js';
 import { SKIP_REASONS, createScanStats, walkSource } from '../../src/scan/walk.js';
@@ -114,7 +115,7 @@ void test('NFC and NFD names are two different files, keys exactly as on disk', 
   assert.equal(files.find((f) => f.key === nfd)!.size, 11);
 });
 
-void test('a name that is not valid UTF-8 is skipped and reported', async () => {
+void test('a name that is not valid UTF-8 is an error (a file left behind), unless excluded', async () => {
   const root = freshDir();
   const bad = Buffer.concat([Buffer.from(root + '/'), Buffer.from([0x66, 0xff, 0x2e, 0x74])]);
   writeFileSync(bad, 'x');
@@ -122,12 +123,17 @@ void test('a name that is not valid UTF-8 is skipped and reported', async () => 
   makeFiles(root, ['good.txt']);
   const { files, skips, errors } = await collect(root);
   assert.deepEqual(files.map((f) => f.key), ['good.txt']);
-  assert.deepEqual(errors, []);
-  assert.equal(skips.length, 2);
-  for (const [key, reason] of skips) {
-    assert.equal(reason, SKIP_REASONS.badName);
+  assert.deepEqual(skips, []);
+  assert.equal(errors.length, 2);
+  for (const [key, e] of errors) {
+    assert.equal(e.code, 'HOLDFAST_E_KEY_INVALID');
     assert.ok(key.includes('\uFFFD'), `reported with a replacement character: ${JSON.stringify(key)}`);
   }
+  assert.ok(errors.some(([key]) => key.startsWith('d') && key.endsWith('/')), 'the directory is reported by its prefix');
+  // Excluded by the name as shown (with U+FFFD): nothing to report.
+  const quiet = await collect(root, { exclude: compileExcludes(['f\uFFFD*', 'd\uFFFD*']) });
+  assert.deepEqual(quiet.errors, []);
+  assert.deepEqual(quiet.files.map((f) => f.key), ['good.txt']);
 });
 
 void test('symlinks are skipped by default and followed on request, with cycles detected', async () => {
@@ -160,12 +166,12 @@ void test('symlinks are skipped by default and followed on request, with cycles 
   assert.deepEqual(
     followed.skips.sort(),
     [
-      ['link-broken', SKIP_REASONS.brokenSymlink],
       ['link-dir/sub/loop/', SKIP_REASONS.cycle],
       ['real/sub/loop/', SKIP_REASONS.cycle],
     ],
   );
-  assert.deepEqual(followed.errors, []);
+  // A followed symlink whose target is missing hides whatever was there: an error, not a skip.
+  assert.deepEqual(followed.errors.map(([k, e]) => [k, e.code]), [['link-broken', 'HOLDFAST_E_SOURCE_UNREADABLE']]);
 });
 
 void test('FIFOs and other special files are skipped', async (t) => {

@@ -53,7 +53,7 @@ describe('push protocol under ledger faults', () => {
     assert.equal(second.bytes, 0, 'nothing was sent again');
 
     const third = await push({ source: src, destination: `file://${dst}`, ledger, ...fast });
-    assert.deepEqual(third.uploads, { completed: 0, failed: 0, partial: 0, skipped: 5, recovered: 0 });
+    assert.deepEqual(third.uploads, { completed: 0, failed: 0, partial: 0, skipped: 5, recovered: 0, fenced: 0 });
     await ledger.close();
   });
 
@@ -128,7 +128,7 @@ describe('push protocol under ledger faults', () => {
     assert.equal(r.errors[0]?.code, 'HOLDFAST_E_SOURCE_VANISHED');
     const again = await push({ source: src, destination: `file://${dst}`, ledger, ...fast });
     assert.equal(again.status, 'completed');
-    assert.deepEqual(again.uploads, { completed: 0, failed: 0, partial: 0, skipped: 2, recovered: 0 });
+    assert.deepEqual(again.uploads, { completed: 0, failed: 0, partial: 0, skipped: 2, recovered: 0, fenced: 0 });
     const dest = await ledger.getDestination(`file://${dst}`);
     assert.equal(await ledger.getObject(dest!.id, 'f2.txt'), undefined);
     await ledger.close();
