@@ -12,7 +12,7 @@ export {
   status,
   history,
   runs,
-  findDestination,
+  findDestinations,
   type InspectOptions,
   type StatusReport,
   type DestinationStatus,

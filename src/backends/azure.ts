@@ -32,6 +32,7 @@ import type { BlobItem, BlockBlobClient, ContainerClient, ContainerListBlobsOpti
 import { cancelledError, classifyError, HoldfastError, isHoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
+import { endpointPart, type DestinationLocation } from './location.js';
 import type {
   Backend,
   BackendFactory,
@@ -386,6 +387,7 @@ interface AzureBackendConfig {
 export class AzureBackend implements Backend {
   readonly kind = 'azure';
   readonly url: string;
+  readonly location: DestinationLocation;
   readonly capabilities = CAPABILITIES;
   readonly multipart: MultipartApi;
   readonly container: string;
@@ -403,6 +405,8 @@ export class AzureBackend implements Backend {
     this.container = cfg.container;
     this.prefix = cfg.prefix;
     this.url = `azure://${cfg.container}/${cfg.prefix}`;
+    // The account (its endpoint) is part of the identity: one container name in two accounts is two destinations.
+    this.location = { namespace: `azure+${endpointPart(cfg.endpointLabel)}/${cfg.container}/`, prefix: cfg.prefix };
     this.endpointLabel = cfg.endpointLabel;
     this.containerClient = cfg.client.getContainerClient(cfg.container);
     this.multipart = {

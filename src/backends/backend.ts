@@ -4,6 +4,7 @@
 // for multipart, by the presence of `multipart`.
 
 import type { Readable } from 'node:stream';
+import type { DestinationLocation } from './location.js';
 
 /** Metadata key carrying the full-content SHA-256 (lowercase hex) on every object. */
 export const SHA256_METADATA_KEY = 'holdfast-sha256';
@@ -146,8 +147,10 @@ export interface MultipartApi {
 }
 
 export interface Backend {
-  /** Normalised destination URL (no credentials). */
+  /** Normalised destination URL (no credentials): what reports show. */
   readonly url: string;
+  /** Where its objects live (endpoint or account included): its identity in the ledger, and what overlap checks compare. */
+  readonly location: DestinationLocation;
   readonly kind: string;
   readonly capabilities: Capabilities;
   readonly multipart?: MultipartApi;

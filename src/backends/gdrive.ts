@@ -38,6 +38,7 @@ import { GoogleAuth, OAuth2Client } from 'google-auth-library';
 import { cancelledError, classifyError, HoldfastError, isHoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
+import { endpointPart, type DestinationLocation } from './location.js';
 import type {
   Backend,
   BackendFactory,
@@ -354,6 +355,7 @@ interface Entry {
 export class DriveBackend implements Backend {
   readonly kind = 'gdrive';
   readonly url: string;
+  readonly location: DestinationLocation;
   readonly capabilities = CAPABILITIES;
   readonly multipart: MultipartApi;
   readonly rootId: string;
@@ -376,6 +378,8 @@ export class DriveBackend implements Backend {
     this.rootId = cfg.rootId;
     this.apiRoot = cfg.apiRoot;
     this.url = `gdrive://${cfg.rootId}`;
+    // Folder ids are unique across Google Drive; another API root (a test server) is another namespace.
+    this.location = { namespace: cfg.apiRoot === DEFAULT_API_ROOT ? `gdrive://${cfg.rootId}/` : `gdrive+${endpointPart(cfg.apiRoot)}/${cfg.rootId}/`, prefix: '' };
     this.auth = cfg.credentials.auth;
     this.principal = cfg.credentials.principal;
     const agent = (u: URL): HttpAgent => (u.protocol === 'http:' ? this.httpAgent : this.httpsAgent);

@@ -30,6 +30,7 @@ import type {
   PutResult,
 } from './backend.js';
 import { keyInvalidError, printable, validateKeyCommon } from './keys.js';
+import type { DestinationLocation } from './location.js';
 
 /** Temporary files of in-flight puts. `list()` never returns them and no key may take this form. */
 const TEMP_NAME = /^\.holdfast\.[0-9a-f]{16}\.tmp$/;
@@ -143,6 +144,7 @@ interface ListItem {
 export class LocalBackend implements Backend {
   readonly kind = 'file';
   readonly url: string;
+  readonly location: DestinationLocation;
   readonly capabilities: Capabilities;
   /** Absolute root directory, no trailing separator (except for "/"). */
   readonly root: string;
@@ -156,6 +158,7 @@ export class LocalBackend implements Backend {
     this.rootPrefix = root.endsWith(sep) ? root : root + sep;
     this.fsync = options.fsync ?? true;
     this.url = pathToFileURL(root).href;
+    this.location = { namespace: 'file://', prefix: root.endsWith('/') ? root : `${root}/` };
     this.capabilities = {
       multipart: false,
       metadata: false,

@@ -28,6 +28,7 @@ import {
 import { cancelledError, classifyError, HoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
 import { DEFAULT_IDLE_TIMEOUT_MS, MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
+import { endpointPart, type DestinationLocation } from './location.js';
 import type {
   Backend,
   BackendFactory,
@@ -174,6 +175,7 @@ interface S3BackendConfig {
 export class S3Backend implements Backend {
   readonly kind = 's3';
   readonly url: string;
+  readonly location: DestinationLocation;
   readonly capabilities = CAPABILITIES;
   readonly multipart: MultipartApi;
   readonly bucket: string;
@@ -186,6 +188,8 @@ export class S3Backend implements Backend {
     this.bucket = cfg.bucket;
     this.prefix = cfg.prefix;
     this.url = `s3://${cfg.bucket}/${cfg.prefix}`;
+    // The endpoint is part of the identity: one bucket name on two servers is two destinations.
+    this.location = { namespace: cfg.endpoint === undefined ? `s3://${cfg.bucket}/` : `s3+${endpointPart(cfg.endpoint)}/${cfg.bucket}/`, prefix: cfg.prefix };
     this.endpointLabel = cfg.endpoint ?? 'AWS S3';
     const agentOptions = { keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS };
     this.client = new S3Client({

@@ -29,7 +29,16 @@ export type DestinationKind = 'file' | 's3' | 'azure' | 'gdrive' | (string & {})
 
 export interface DestinationRow {
   readonly id: number;
+  /** The URL as users write it (credentials removed): what reports show. Not unique: one URL on two endpoints is two rows. */
   readonly url: string;
+  /**
+   * What the row is keyed by: namespace (scheme, endpoint or account, bucket or
+   * container) + prefix, e.g. `s3+http://127.0.0.1:9000/docs/store/`. Null for
+   * a row made before identities existed, until the first run that uses it.
+   */
+  readonly identity: string | null;
+  /** The namespace part of `identity` (see src/backends/location.ts); null with it. */
+  readonly namespace: string | null;
   readonly kind: DestinationKind;
   readonly lastUploadAt: number | null;
   readonly lastStatus: string | null;

@@ -14,6 +14,7 @@ import type {
   AdoptedObject,
   PlannedDelete,
   ClaimOptions,
+  DestinationRef,
   FileCacheEntry,
   ForgottenObject,
   Ledger,
@@ -135,6 +136,8 @@ function toDestinationRow(r: Selectable<DestinationsTable>): DestinationRow {
   return {
     id: toNumber(r.id),
     url: r.url,
+    identity: r.identity,
+    namespace: r.namespace,
     kind: r.kind,
     lastUploadAt: toNullableNumber(r.last_upload_at),
     lastStatus: r.last_status,
@@ -317,23 +320,43 @@ export class KyselyLedger implements Ledger {
 
   // ----- destinations
 
-  async ensureDestination(url: string, kind: string): Promise<DestinationRow> {
+  async ensureDestination(destination: DestinationRef): Promise<DestinationRow> {
     const now = this.#now();
+    const { url, kind } = destination;
+    const { namespace } = destination.location;
+    const identity = namespace + destination.location.prefix;
     return this.#write(async (trx) => {
-      await trx
-        .insertInto('destinations')
-        .values({ url, kind, created_at: now })
-        .onConflict((oc) => oc.column('url').doNothing())
-        .execute();
-      const row = await trx.selectFrom('destinations').selectAll().where('url', '=', url).executeTakeFirstOrThrow();
-      return toDestinationRow(row);
+      const known = await trx.selectFrom('destinations').selectAll().where('identity', '=', identity).executeTakeFirst();
+      if (known !== undefined) return toDestinationRow(known);
+      // A row made before identities existed (migration 002): its endpoint was never recorded, so the first identity to use its URL claims it.
+      const older = await trx.selectFrom('destinations').select('id').where('url', '=', url).where('identity', 'is', null).orderBy('id').executeTakeFirst();
+      if (older !== undefined) {
+        await trx.updateTable('destinations').set({ identity, namespace }).where('id', '=', older.id).execute();
+      } else {
+        await trx
+          .insertInto('destinations')
+          .values({ url, identity, namespace, kind, created_at: now })
+          .onConflict((oc) => oc.column('identity').doNothing())
+          .execute();
+      }
+      return toDestinationRow(await trx.selectFrom('destinations').selectAll().where('identity', '=', identity).executeTakeFirstOrThrow());
     });
   }
 
-  async getDestination(url: string): Promise<DestinationRow | undefined> {
+  async getDestination(destination: Omit<DestinationRef, 'kind'>): Promise<DestinationRow | undefined> {
+    const identity = destination.location.namespace + destination.location.prefix;
     return this.#guard(async () => {
-      const row = await this.#db.selectFrom('destinations').selectAll().where('url', '=', url).executeTakeFirst();
+      const row =
+        (await this.#db.selectFrom('destinations').selectAll().where('identity', '=', identity).executeTakeFirst()) ??
+        (await this.#db.selectFrom('destinations').selectAll().where('url', '=', destination.url).where('identity', 'is', null).orderBy('id').executeTakeFirst());
       return row === undefined ? undefined : toDestinationRow(row);
+    });
+  }
+
+  async findDestinations(url: string): Promise<DestinationRow[]> {
+    return this.#guard(async () => {
+      const rows = await this.#db.selectFrom('destinations').selectAll().where('url', '=', url).orderBy('id').execute();
+      return rows.map(toDestinationRow);
     });
   }
 

@@ -17,6 +17,13 @@
 import type { ObjectStatus } from '../core/status.js';
 import type { DestinationRow, HistoryRow, ObjectRow, PartRow, RunRow, RunStatus } from '../core/types.js';
 
+/** A destination as a backend describes it (src/backends/location.ts). */
+export interface DestinationRef {
+  readonly url: string;
+  readonly kind: string;
+  readonly location: { readonly namespace: string; readonly prefix: string };
+}
+
 export interface PlannedUpload {
   readonly key: string;
   readonly sourcePath: string;
@@ -137,8 +144,16 @@ export interface Ledger {
   readonly location: string;
 
   // destinations
-  ensureDestination(url: string, kind: string): Promise<DestinationRow>;
-  getDestination(url: string): Promise<DestinationRow | undefined>;
+  /**
+   * The row of this destination, created if needed. Keyed by identity
+   * (namespace + prefix); a row from before identities existed with the same
+   * URL is claimed for this identity (its endpoint was never recorded).
+   */
+  ensureDestination(destination: DestinationRef): Promise<DestinationRow>;
+  /** The row of this destination (by identity, or an unclaimed older row with its URL), without creating one. */
+  getDestination(destination: Omit<DestinationRef, 'kind'>): Promise<DestinationRow | undefined>;
+  /** Rows with this display URL: more than one when the same URL was used on several endpoints or accounts. */
+  findDestinations(url: string): Promise<DestinationRow[]>;
   listDestinations(): Promise<DestinationRow[]>;
   recordDestinationHealth(destinationId: number, input: { at: number; status: string; error: string | null; uploaded?: boolean }): Promise<void>;
 

@@ -25,6 +25,9 @@ export type TextWithDefault = ColumnType<string, string | undefined, string>;
 export interface DestinationsTable {
   id: GeneratedId;
   url: string;
+  /** namespace + prefix (src/backends/location.ts); unique; null on rows from before migration 002 until first used. */
+  identity: string | null;
+  namespace: string | null;
   kind: string;
   /** JSON text (not a json type: the same on both dialects). */
   settings: TextWithDefault;

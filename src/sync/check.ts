@@ -329,7 +329,7 @@ export async function openConsistencySession(options: ConsistencyOptions, mode: 
       const inMemory = !mode.write && !existsSync(ledgerPath(stateDir));
       ledger = await openLedger(inMemory ? { inMemory: true } : { stateDir });
     }
-    const destination = mode.write ? await ledger.ensureDestination(backend.url, backend.kind) : await ledger.getDestination(backend.url);
+    const destination = mode.write ? await ledger.ensureDestination(backend) : await ledger.getDestination(backend);
     const opened = ledger;
     return {
       backend,

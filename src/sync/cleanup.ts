@@ -22,6 +22,8 @@
 // whose key has a live ledger row.
 
 import { setMaxListeners } from 'node:events';
+import type { ObjectInfo } from '../backends/backend.js';
+import { prefixWithin } from '../backends/location.js';
 import type { AdoptedObject } from '../ledger/ledger.js';
 import { HoldfastError, classifyError } from '../core/errors.js';
 import type { ReportError } from '../core/report.js';
@@ -65,6 +67,13 @@ export interface CleanupOptions extends ConsistencyOptions {
   readonly adopt?: boolean;
   /** With `adopt`: also delete orphans that could not be adopted (without `adopt`, orphans are always deletion candidates). */
   readonly deleteOrphans?: boolean;
+  /**
+   * Also delete objects that carry `holdfast-sha256` but that this ledger does
+   * not know: written by Holdfast under another ledger (another host, a lost
+   * state directory). Kept by default: deleting them destroys copies someone
+   * else tracks. (Backends that keep no metadata, file://, cannot tell.)
+   */
+  readonly deleteOtherLedgers?: boolean;
   /** Requeue completed rows whose object differs (size, etag; with `download` also content), so the next push sends them again. */
   readonly requeueMismatches?: boolean;
   /** Re-read every completed object, as `check --download` does, so content mismatches are found too. */
@@ -116,6 +125,9 @@ export interface CleanupReport {
   readonly durationMs: number;
 }
 
+/** What `head` said of one key. */
+type HeadResult = { readonly info: ObjectInfo | undefined } | { readonly error: HoldfastError };
+
 /** What adoption makes of one orphan. */
 type Adoption =
   | { readonly kind: 'adopt'; readonly item: AdoptedObject }
@@ -164,6 +176,11 @@ class Account {
   }
 
   /** A decision undone at the last moment (the ledger's transaction found the key taken). */
+  /** Decisions counted without an item (past what the report keeps anyway). */
+  count(action: CleanupAction, n: number): void {
+    this.planned[action] += n;
+  }
+
   undo(action: CleanupAction, key: string, reason: string): void {
     this.planned[action]--;
     this.decide('leave', key, reason);
@@ -202,17 +219,7 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
     const pendingDeletes = countOf('delete_pending');
     const tracked = countOf('upload_completed') + pendingDeletes;
     const limit = limits.maxCount ?? Math.floor(((limits.maxPercent ?? 50) / 100) * tracked);
-    // Without adoption every orphan is a deletion candidate; with it, only when asked (an upper bound: some may be adopted).
-    const orphanDeletes = options.adopt === true ? (options.deleteOrphans === true ? found.orphanedObjects : 0) : found.orphanedObjects;
-    let refusal: string | undefined;
-    if (orphanDeletes + pendingDeletes > limit) {
-      const pending = pendingDeletes > 0 ? ` (with ${pendingDeletes} deletion(s) already pending)` : '';
-      refusal = `${orphanDeletes + pendingDeletes} deletions${pending} exceed the limit of ${limit}${limits.maxCount === undefined ? ` (${limits.maxPercent ?? 50}% of ${tracked} tracked objects)` : ''}; nothing was deleted (raise --max-delete if that is intended)`;
-      acc.error('', 'HOLDFAST_E_DELETE_REFUSED', refusal);
-    }
-    if (pendingDeletes > 0 && refusal === undefined) {
-      acc.notes.push(`${pendingDeletes} deletion(s) recorded by an earlier interrupted sync or cleanup are ${apply ? 'carried out' : 'would be carried out'} too`);
-    }
+    const limitText = `${limit}${limits.maxCount === undefined ? ` (${limits.maxPercent ?? 50}% of ${tracked} tracked objects)` : ''}`;
 
     const owner = makeOwner();
     unregister = registerOwner(owner);
@@ -220,10 +227,22 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
     runId = run?.id ?? null;
     const events = options.events ?? new RunEvents();
 
-    const worker = new Pass2(session, options, acc, { apply, runId, refusal, budget: Math.max(0, limit - pendingDeletes) });
+    // Pass 2 decides every key; the deletions it wants are marked only if, with the ones
+    // already pending, they stay within the cap: all of them, or none (DESIGN §2 promise 5).
+    const worker = new Pass2(session, options, acc, { apply, runId, budget: Math.max(0, limit - pendingDeletes) });
+    await worker.loadNeighbours();
     // Content mismatches are only found by re-reading, which the first pass does not do.
     const anything = options.download === true || CHECK_ACTIONABLE.some((c) => found[c] > 0);
     if (anything) await worker.run(cancellation);
+    let refusal: string | undefined;
+    if (worker.candidates + pendingDeletes > limit) {
+      const pending = pendingDeletes > 0 ? ` (with ${pendingDeletes} deletion(s) already pending)` : '';
+      refusal = `${worker.candidates + pendingDeletes} deletions${pending} exceed the limit of ${limitText}; nothing was deleted (raise --max-delete if that is intended)`;
+      acc.error('', 'HOLDFAST_E_DELETE_REFUSED', refusal);
+    } else if (pendingDeletes > 0) {
+      acc.notes.push(`${pendingDeletes} deletion(s) recorded by an earlier interrupted sync or cleanup are ${apply ? 'carried out' : 'would be carried out'} too`);
+    }
+    if (!cancellation.stopping.aborted) await worker.settleDeletions(refusal);
     await worker.staleUploads(olderThanMs, cancellation);
 
     // The deletions themselves: the ordinary delete step, intent → effect → outcome per object.
@@ -311,7 +330,14 @@ class Pass2 {
   /** Orphans recorded as delete_pending by this cleanup. */
   marked = 0;
   refused = 0;
-  #deleteBudget: number;
+  /** Orphans this cleanup would delete (all of them count, also past the budget). */
+  candidates = 0;
+  /** The first `budget + 1` of them: enough to carry out, or to know the cap refuses them all. */
+  readonly #wanted: { key: string; why: string }[] = [];
+  /** Destinations of this ledger inside this one: the key prefixes that belong to them. */
+  readonly #nested: { prefix: string; url: string }[] = [];
+  /** Destinations of this ledger that contain this one: where this one's keys sit among theirs. */
+  readonly #containing: { id: number; prefix: string; url: string }[] = [];
   readonly #limiter: Limiter;
   readonly #hasher: FileHasher;
   #orphans: KeyState[] = [];
@@ -323,12 +349,28 @@ class Pass2 {
     private readonly session: ConsistencySession,
     private readonly options: CleanupOptions,
     private readonly acc: Account,
-    private readonly mode: { readonly apply: boolean; readonly runId: number | null; readonly refusal: string | undefined; readonly budget: number },
+    private readonly mode: { readonly apply: boolean; readonly runId: number | null; readonly budget: number },
   ) {
-    this.#deleteBudget = mode.budget;
     this.#limiter = new Limiter(session.transfers);
     // A dry run changes nothing, not even the file cache.
     this.#hasher = new FileHasher(session.ledger, { store: mode.apply, concurrency: Math.min(8, session.transfers) });
+  }
+
+  /**
+   * The other destinations of this ledger that share objects with this one
+   * (DESIGN §2 promise 6): pushed to `file:///dst` and `file:///dst/nested`,
+   * the objects under "nested/" are the second one's, never orphans here.
+   */
+  async loadNeighbours(): Promise<void> {
+    const here = this.session.backend.location;
+    for (const d of await this.session.ledger.listDestinations()) {
+      if (d.id === this.session.destination?.id || d.namespace === null || d.identity === null) continue;
+      const there = { namespace: d.namespace, prefix: d.identity.slice(d.namespace.length) };
+      const inner = prefixWithin(here, there);
+      if (inner !== undefined && inner !== '') this.#nested.push({ prefix: inner, url: d.url });
+      const outer = prefixWithin(there, here);
+      if (outer !== undefined && outer !== '') this.#containing.push({ id: d.id, prefix: outer, url: d.url });
+    }
   }
 
   get #signal(): AbortSignal | undefined {
@@ -379,55 +421,71 @@ class Pass2 {
     );
   }
 
-  /**
-   * Judges each orphan of a batch for adoption: adoptable when its
-   * holdfast-sha256 (from `head`) and size equal the source file of its key.
-   */
-  async #adoptions(batch: readonly KeyState[]): Promise<Map<string, Adoption>> {
-    const out = new Map<string, Adoption>();
-    const candidates = batch.filter((s) => s.file !== undefined);
-    const signalOpt = this.#signal !== undefined ? { signal: this.#signal } : {};
-    const [hashes, heads] = await Promise.all([
-      this.#hasher.hashBatch(
-        candidates.map((s) => s.file!),
-        signalOpt,
-      ),
-      Promise.all(candidates.map((s) => this.#head(s.key).then((info) => ({ info }), (e: unknown) => ({ error: classifyError(e, 'HOLDFAST_E_NETWORK') })))),
-    ]);
+  /** Orphans another destination of this ledger tracks: key → why it is kept. */
+  async #trackedElsewhere(batch: readonly KeyState[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
     for (const s of batch) {
-      if (s.file === undefined) out.set(s.key, { kind: 'no', why: 'no source file with this key' });
+      const nested = this.#nested.find((n) => s.key.startsWith(n.prefix));
+      if (nested !== undefined) out.set(s.key, `belongs to ${nested.url}, another destination of this ledger (inside this one)`);
     }
-    candidates.forEach((s, i) => {
-      const file = s.file!;
-      const head = heads[i]!;
-      const hash = hashes.get(s.key);
-      if ('error' in head) out.set(s.key, { kind: 'no', why: `could not read it: ${head.error.code}: ${head.error.message}` });
-      else if (head.info === undefined) out.set(s.key, { kind: 'gone' });
-      else if (typeof hash !== 'string') out.set(s.key, { kind: 'no', why: `the source file could not be hashed: ${hash?.message ?? 'unknown error'}` });
-      else if (head.info.sha256 === undefined) out.set(s.key, { kind: 'no', why: 'the object carries no holdfast-sha256 to compare' });
-      else if (head.info.sha256 !== hash || head.info.size !== file.size) out.set(s.key, { kind: 'no', why: 'its content differs from the source file' });
-      // adoptObjects never overwrites a row; and deleting what equals the source would only make the next push send it again.
-      else if (s.row !== undefined) out.set(s.key, { kind: 'keep', why: 'it equals the source file, but the ledger recorded its deletion; the next push uploads it again' });
-      else {
-        const etag = head.info.etag ?? s.object?.etag ?? null;
-        out.set(s.key, { kind: 'adopt', item: { key: s.key, sourcePath: file.path, size: file.size, mtimeMs: file.mtimeMs, sha256: hash, etag } });
+    for (const c of this.#containing) {
+      for (const s of batch) {
+        if (out.has(s.key)) continue;
+        const row = await this.session.ledger.getObject(c.id, c.prefix + s.key);
+        if (row !== undefined && row.status !== 'delete_completed') out.set(s.key, `tracked by ${c.url}, another destination of this ledger (around this one), as "${c.prefix}${s.key}"`);
       }
-    });
+    }
     return out;
+  }
+
+  /** One head per key, in parallel (bounded), errors kept per key. */
+  async #heads(batch: readonly KeyState[]): Promise<Map<string, HeadResult>> {
+    const heads = await Promise.all(batch.map((s) => this.#head(s.key).then((info): HeadResult => ({ info }), (e: unknown): HeadResult => ({ error: classifyError(e, 'HOLDFAST_E_NETWORK') }))));
+    return new Map(batch.map((s, i) => [s.key, heads[i]!]));
+  }
+
+  /** Whether an orphan may be adopted: its holdfast-sha256 (from `head`) and size equal the source file of its key. */
+  #adoption(s: KeyState, head: HeadResult | undefined, hash: string | HoldfastError | undefined): Adoption {
+    const file = s.file;
+    if (file === undefined) return { kind: 'no', why: 'no source file with this key' };
+    if (head === undefined || 'error' in head) return { kind: 'no', why: `could not read it: ${head === undefined ? 'not asked' : `${head.error.code}: ${head.error.message}`}` };
+    if (head.info === undefined) return { kind: 'gone' };
+    if (typeof hash !== 'string') return { kind: 'no', why: `the source file could not be hashed: ${hash?.message ?? 'unknown error'}` };
+    if (head.info.sha256 === undefined) return { kind: 'no', why: 'the object carries no holdfast-sha256 to compare' };
+    if (head.info.sha256 !== hash || head.info.size !== file.size) return { kind: 'no', why: 'its content differs from the source file' };
+    // adoptObjects never overwrites a row; and deleting what equals the source would only make the next push send it again.
+    if (s.row !== undefined) return { kind: 'keep', why: 'it equals the source file, but the ledger recorded its deletion; the next push uploads it again' };
+    const etag = head.info.etag ?? s.object?.etag ?? null;
+    return { kind: 'adopt', item: { key: s.key, sourcePath: file.path, size: file.size, mtimeMs: file.mtimeMs, sha256: hash, etag } };
   }
 
   async #flushOrphans(): Promise<void> {
     const batch = this.#orphans;
     this.#orphans = [];
     if (batch.length === 0) return;
+    const elsewhere = await this.#trackedElsewhere(batch);
+    for (const [key, why] of elsewhere) this.acc.decide('leave', key, why);
+    const rest = batch.filter((s) => !elsewhere.has(s.key));
     const adopt = this.options.adopt === true;
-    const adoptions = adopt ? await this.#adoptions(batch) : undefined;
+    // Where objects carry metadata, each orphan is asked whether Holdfast wrote it (another ledger's copy).
+    const metadata = this.session.backend.capabilities.metadata;
+    const signalOpt = this.#signal !== undefined ? { signal: this.#signal } : {};
+    const [heads, hashes] = await Promise.all([
+      adopt || metadata ? this.#heads(rest) : Promise.resolve(undefined),
+      adopt
+        ? this.#hasher.hashBatch(
+            rest.flatMap((s) => (s.file !== undefined ? [s.file] : [])),
+            signalOpt,
+          )
+        : Promise.resolve(undefined),
+    ]);
     const toAdopt: AdoptedObject[] = [];
-    const toDelete: string[] = [];
-    for (const s of batch) {
+    for (const s of rest) {
+      const head = heads?.get(s.key);
+      if (head !== undefined && !('error' in head) && head.info === undefined) continue; // Gone since it was listed.
       let why = s.row?.status === 'delete_completed' ? 'the ledger recorded its deletion, but the object is back' : 'unknown to the ledger';
-      const a = adoptions?.get(s.key);
-      if (a !== undefined) {
+      if (adopt) {
+        const a = this.#adoption(s, head, hashes?.get(s.key));
         if (a.kind === 'gone') continue;
         if (a.kind === 'adopt') {
           toAdopt.push(a.item);
@@ -445,31 +503,50 @@ class Pass2 {
         }
         why = `${why}; not adopted: ${a.why}`;
       }
-      if (this.mode.refusal !== undefined) {
-        this.refused++;
-        this.acc.decide('leave', s.key, `not deleted: the deletions exceed --max-delete (${why})`);
+      if (metadata && head !== undefined && 'error' in head) {
+        // Whose it is cannot be told: kept (a cleanup never deletes what it could not look at).
+        this.acc.decide('leave', s.key, `not deleted: could not look at it (${head.error.code}: ${head.error.message})`);
+        this.acc.error(s.key, head.error.code, `could not look at an orphaned object: ${head.error.message}`);
         continue;
       }
-      if (this.#deleteBudget <= 0) {
-        this.refused++;
-        this.acc.decide('leave', s.key, `not deleted: more orphans appeared since the first pass than --max-delete allows (${why})`);
+      if (metadata && head !== undefined && !('error' in head) && head.info?.sha256 !== undefined && this.options.deleteOtherLedgers !== true) {
+        this.acc.decide(
+          'leave',
+          s.key,
+          'another ledger’s: it carries holdfast-sha256, so Holdfast wrote it, but this ledger does not track it (another host or state directory); kept (--delete-other-ledgers deletes such objects)',
+        );
         continue;
       }
-      this.#deleteBudget--;
-      toDelete.push(s.key);
-      this.acc.decide('delete', s.key, why);
+      this.candidates++;
+      if (this.#wanted.length <= this.mode.budget) this.#wanted.push({ key: s.key, why });
     }
+    if (!this.mode.apply || toAdopt.length === 0) return;
+    const destinationId = this.session.destination!.id;
+    const left = await this.#ledgerWrite(() => this.session.ledger.adoptObjects(destinationId, toAdopt, NOTE.adopt, this.mode.runId));
+    for (const key of left) this.acc.undo('adopt', key, 'not adopted: a ledger row for it appeared meanwhile');
+    this.acc.done.adopted += toAdopt.length - left.length;
+  }
+
+  /**
+   * The orphans to delete, all together: refused as a whole when they exceed
+   * the cap, else recorded as delete_pending (markOrphansForDeletion re-checks
+   * in its transaction that no row appeared for the key meanwhile).
+   */
+  async settleDeletions(refusal: string | undefined): Promise<void> {
+    if (refusal !== undefined) {
+      for (const w of this.#wanted) this.acc.decide('leave', w.key, `not deleted: the deletions exceed --max-delete (${w.why})`);
+      this.acc.count('leave', this.candidates - this.#wanted.length);
+      this.refused += this.candidates;
+      return;
+    }
+    for (const w of this.#wanted) this.acc.decide('delete', w.key, w.why);
     if (!this.mode.apply) return;
     const destinationId = this.session.destination!.id;
-    if (toAdopt.length > 0) {
-      const left = await this.#ledgerWrite(() => this.session.ledger.adoptObjects(destinationId, toAdopt, NOTE.adopt, this.mode.runId));
-      for (const key of left) this.acc.undo('adopt', key, 'not adopted: a ledger row for it appeared meanwhile');
-      this.acc.done.adopted += toAdopt.length - left.length;
-    }
-    if (toDelete.length > 0) {
-      const left = await this.#ledgerWrite(() => this.session.ledger.markOrphansForDeletion(destinationId, toDelete, NOTE.orphan, this.mode.runId));
+    for (let i = 0; i < this.#wanted.length; i += BATCH) {
+      const keys = this.#wanted.slice(i, i + BATCH).map((w) => w.key);
+      const left = await this.#ledgerWrite(() => this.session.ledger.markOrphansForDeletion(destinationId, keys, NOTE.orphan, this.mode.runId));
       for (const key of left) this.acc.undo('delete', key, 'not deleted: a ledger row for it appeared meanwhile (another run is handling it)');
-      this.marked += toDelete.length - left.length;
+      this.marked += keys.length - left.length;
     }
   }
 

@@ -55,6 +55,8 @@ export interface ItemSummary {
 
 export interface DestinationStatus {
   readonly url: string;
+  /** Where it is, endpoint or account included (src/backends/location.ts); null for a row not used since identities were introduced. */
+  readonly identity: string | null;
   readonly kind: string;
   /** Every status, zero or not: count of rows and their bytes. */
   readonly objects: Record<ObjectStatus, { count: number; bytes: number }>;
@@ -137,22 +139,24 @@ async function withLedger<T>(opts: InspectOptions, fn: (ledger: Ledger) => Promi
 }
 
 /**
- * The ledger's row for a destination URL as typed: exactly, or after the
+ * The ledger's rows for a destination URL as typed: exactly, or after the
  * normalisation the backends apply (`s3://b/p` is stored as `s3://b/p/`,
- * `file:///x/` as `file:///x`). Unknown: HOLDFAST_E_UNKNOWN_DESTINATION naming the known ones.
+ * `file:///x/` as `file:///x`). Several when the URL was used on several
+ * endpoints or accounts (each is its own destination). Unknown:
+ * HOLDFAST_E_UNKNOWN_DESTINATION naming the known ones.
  */
-export async function findDestination(ledger: Ledger, url: string): Promise<DestinationRow> {
-  const exact = await ledger.getDestination(url);
-  if (exact !== undefined) return exact;
+export async function findDestinations(ledger: Ledger, url: string): Promise<DestinationRow[]> {
+  const exact = await ledger.findDestinations(url);
+  if (exact.length > 0) return exact;
   const backend = await openBackend(url);
   try {
-    const normalised = await ledger.getDestination(backend.url);
-    if (normalised !== undefined) return normalised;
+    const normalised = await ledger.findDestinations(backend.url);
+    if (normalised.length > 0) return normalised;
   } finally {
     await backend.close().catch(() => undefined);
   }
   const known = (await ledger.listDestinations()).map((d) => d.url);
-  throw new HoldfastError('HOLDFAST_E_UNKNOWN_DESTINATION', { url, known: known.length > 0 ? known.join(', ') : '(none yet)' });
+  throw new HoldfastError('HOLDFAST_E_UNKNOWN_DESTINATION', { url, known: known.length > 0 ? [...new Set(known)].join(', ') : '(none yet)' });
 }
 
 function runSummary(run: RunRow, urls: ReadonlyMap<number, string>): RunSummary {
@@ -197,8 +201,8 @@ function itemSummary(row: ObjectRow): ItemSummary {
 export async function status(opts: InspectOptions & { readonly destination?: string; readonly limit?: number } = {}): Promise<StatusReport> {
   const limit = opts.limit ?? DEFAULT_ITEM_LIMIT;
   return withLedger(opts, async (ledger) => {
-    const destinations = opts.destination !== undefined ? [await findDestination(ledger, opts.destination)] : await ledger.listDestinations();
-    const counts = opts.destination !== undefined && destinations[0] !== undefined ? await ledger.countByStatus(destinations[0].id) : await ledger.countByStatus();
+    const destinations = opts.destination !== undefined ? await findDestinations(ledger, opts.destination) : await ledger.listDestinations();
+    const counts = opts.destination !== undefined && destinations.length === 1 ? await ledger.countByStatus(destinations[0]!.id) : await ledger.countByStatus();
     const urls = new Map(destinations.map((d) => [d.id, d.url]));
     const now = Date.now();
     const out: DestinationStatus[] = [];
@@ -221,6 +225,7 @@ export async function status(opts: InspectOptions & { readonly destination?: str
       const deletePending = objects.delete_pending.count > 0 ? await ledger.listByStatus(d.id, ['delete_pending'], limit) : [];
       out.push({
         url: d.url,
+        identity: d.identity,
         kind: d.kind,
         objects,
         tracked,
@@ -239,7 +244,7 @@ export async function status(opts: InspectOptions & { readonly destination?: str
 /** `holdfast history <key>`: every transition of one key, on one destination or on every destination that has it. */
 export async function history(opts: InspectOptions & { readonly key: string; readonly destination?: string }): Promise<HistoryReport> {
   return withLedger(opts, async (ledger) => {
-    const destinations = opts.destination !== undefined ? [await findDestination(ledger, opts.destination)] : await ledger.listDestinations();
+    const destinations = opts.destination !== undefined ? await findDestinations(ledger, opts.destination) : await ledger.listDestinations();
     const current: HistoryReport['current'] = [];
     const entries: HistoryEntry[] = [];
     for (const d of destinations) {
@@ -266,9 +271,13 @@ export async function history(opts: InspectOptions & { readonly key: string; rea
 /** `holdfast runs`: the most recent runs, newest first, with their recorded counts. */
 export async function runs(opts: InspectOptions & { readonly limit?: number; readonly destination?: string } = {}): Promise<RunsReport> {
   return withLedger(opts, async (ledger) => {
-    const destination = opts.destination !== undefined ? await findDestination(ledger, opts.destination) : undefined;
+    const limit = opts.limit ?? DEFAULT_ITEM_LIMIT;
     const urls = new Map((await ledger.listDestinations()).map((d) => [d.id, d.url]));
-    const rows = await ledger.listRuns({ limit: opts.limit ?? DEFAULT_ITEM_LIMIT, ...(destination !== undefined ? { destinationId: destination.id } : {}) });
-    return { runs: rows.map((r) => runSummary(r, urls)) };
+    if (opts.destination === undefined) return { runs: (await ledger.listRuns({ limit })).map((r) => runSummary(r, urls)) };
+    // One URL may name several destinations (several endpoints): their runs, newest first.
+    const rows = [];
+    for (const d of await findDestinations(ledger, opts.destination)) rows.push(...(await ledger.listRuns({ limit, destinationId: d.id })));
+    rows.sort((a, b) => b.id - a.id);
+    return { runs: rows.slice(0, limit).map((r) => runSummary(r, urls)) };
   });
 }

@@ -714,7 +714,7 @@ export async function pull(options: PullOptions): Promise<PullReport> {
     });
     await prepareTarget(target, options.target, settings.dryRun);
     ({ ledger, owned: ownsLedger } = await openExistingLedger(options, events));
-    const destination = ledger === undefined ? undefined : await ledger.getDestination(backend.url).catch(() => undefined);
+    const destination = ledger === undefined ? undefined : await ledger.getDestination(backend).catch(() => undefined);
     events.emit('run:start', { runId: null, command: 'pull', source: target, destination: backend.url, dryRun: settings.dryRun });
 
     const run = new PullRun(backend, target, ledger, destination?.id, settings, cancellation, events);

@@ -243,7 +243,7 @@ async function recordUnreachable(given: Ledger | undefined, stateDir: string, op
   try {
     ledger = given ?? (await openLedger({ stateDir }));
     for (const o of opened) {
-      const row = await ledger.getDestination(o.backend.url);
+      const row = await ledger.getDestination(o.backend);
       if (row === undefined || o.notReady === undefined) continue;
       await ledger.recordDestinationHealth(row.id, { at: Date.now(), status: 'failed', error: `${o.notReady.code}: ${o.notReady.message}` });
     }
@@ -290,8 +290,8 @@ async function runDestination(shared: SharedRun, o: OpenDestination): Promise<De
   const backend = o.backend;
   const ledgerRetry = { policy: settings.retry, signal: shared.cancellation.signal, fallback: 'HOLDFAST_E_LEDGER_WRITE' as const };
   const destination = settings.dryRun
-    ? await ledger.getDestination(backend.url)
-    : await withRetry(() => ledger.ensureDestination(backend.url, backend.kind), ledgerRetry);
+    ? await ledger.getDestination(backend)
+    : await withRetry(() => ledger.ensureDestination(backend), ledgerRetry);
   const run = settings.dryRun
     ? undefined
     : await withRetry(() => ledger.startRun({ command: kind.command, destinationId: destination?.id ?? null, source: shared.sourceRoot, owner: shared.owner }), ledgerRetry);

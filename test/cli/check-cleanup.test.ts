@@ -24,6 +24,7 @@ import type { CleanupReport } from '../../src/sync/cleanup.js';
 import { makeTempDir } from '../helpers/tmp.js';
 import { startS3Server, s3TestEnv, testS3Client } from '../helpers/s3-server.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
+import { destinationByUrl } from '../helpers/destinations.js';
 
 const sha256 = (b: string | Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -160,7 +161,7 @@ describe('holdfast check / cleanup on s3://', () => {
 
     const ledger = await openLedger({ stateDir: join(tmp.path, 'state') });
     try {
-      const d = await ledger.getDestination(report.destination);
+      const d = await destinationByUrl(ledger, report.destination);
       assert.ok(d);
       const foreign = await ledger.history(d.id, 'foreign.bin');
       assert.deepEqual(foreign.map((h) => h.toStatus), ['delete_pending', 'delete_in_progress', 'delete_completed']);

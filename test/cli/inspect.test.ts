@@ -13,6 +13,7 @@ import { status } from '../../src/sync/inspect.js';
 import type { DestinationStatus, HistoryReport, RunsReport, StatusReport } from '../../src/sync/inspect.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { destinationRef } from '../helpers/destinations.js';
 
 const SECRET = 'secret\nfile.txt';
 
@@ -220,7 +221,7 @@ describe('status() on states pushes rarely leave', () => {
   it('lists stale in-progress rows and pending deletes; long lists are cut at limit, counts stay whole', async () => {
     const ledger = await openLedger({ stateDir: tmp.path });
     try {
-      const dest = await ledger.ensureDestination('s3://bucket/p/', 's3');
+      const dest = await ledger.ensureDestination(destinationRef('s3://bucket/p/', 's3'));
       const sha = 'a'.repeat(64);
       const keys = Array.from({ length: 30 }, (_, i) => `k${String(i).padStart(2, '0')}`);
       await ledger.planUploads(dest.id, keys.map((key) => ({ key, sourcePath: `/s/${key}`, size: 10, mtimeMs: 1, sha256: sha, reason: 'new' })), null);

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { isHoldfastError } from '../../src/core/errors.js';
 import type { DestinationRow, ObjectRow } from '../../src/core/types.js';
 import type { Ledger, PlannedUpload } from '../../src/ledger/ledger.js';
+import { destinationByUrl, destinationRef } from '../helpers/destinations.js';
 
 export interface LedgerHarness {
   readonly ledger: Ledger;
@@ -49,7 +50,7 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
     beforeEach(async () => {
       harness = await open();
       ledger = harness.ledger;
-      dest = await ledger.ensureDestination('file:///var/backups/one', 'file');
+      dest = await ledger.ensureDestination(destinationRef('file:///var/backups/one', 'file'));
     });
     afterEach(async () => {
       await harness.cleanup();
@@ -67,12 +68,12 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
 
     void describe('destinations', () => {
       void it('ensureDestination is idempotent and lookups find it', async () => {
-        const again = await ledger.ensureDestination('file:///var/backups/one', 'file');
+        const again = await ledger.ensureDestination(destinationRef('file:///var/backups/one', 'file'));
         assert.equal(again.id, dest.id);
-        const other = await ledger.ensureDestination('s3://bucket/prefix', 's3');
+        const other = await ledger.ensureDestination(destinationRef('s3://bucket/prefix', 's3'));
         assert.notEqual(other.id, dest.id);
-        assert.deepEqual(await ledger.getDestination('s3://bucket/prefix'), other);
-        assert.equal(await ledger.getDestination('s3://nope'), undefined);
+        assert.deepEqual(await destinationByUrl(ledger, 's3://bucket/prefix'), other);
+        assert.equal(await destinationByUrl(ledger, 's3://nope'), undefined);
         assert.deepEqual(
           (await ledger.listDestinations()).map((d) => d.url),
           ['file:///var/backups/one', 's3://bucket/prefix'],
@@ -82,23 +83,39 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
         assert.equal(dest.lastUploadAt, null);
       });
 
+      void it('a destination is its identity: one URL on two endpoints is two rows, found by URL together', async () => {
+        const aws = await ledger.ensureDestination({ url: 's3://docs/p/', kind: 's3', location: { namespace: 's3://docs/', prefix: 'p/' } });
+        const minio = await ledger.ensureDestination({ url: 's3://docs/p/', kind: 's3', location: { namespace: 's3+http://127.0.0.1:9000/docs/', prefix: 'p/' } });
+        assert.notEqual(aws.id, minio.id);
+        assert.equal(aws.identity, 's3://docs/p/');
+        assert.equal(minio.identity, 's3+http://127.0.0.1:9000/docs/p/');
+        assert.equal(minio.namespace, 's3+http://127.0.0.1:9000/docs/');
+        assert.equal((await ledger.ensureDestination({ url: 's3://docs/p/', kind: 's3', location: { namespace: 's3+http://127.0.0.1:9000/docs/', prefix: 'p/' } })).id, minio.id);
+        assert.deepEqual(
+          (await ledger.findDestinations('s3://docs/p/')).map((d) => d.id),
+          [aws.id, minio.id],
+        );
+        assert.equal((await ledger.getDestination({ url: 's3://docs/p/', location: { namespace: 's3+http://other:1/docs/', prefix: 'p/' } }))?.id, undefined);
+        assert.equal((await ledger.getDestination({ url: 's3://docs/p/', location: minio.namespace === null ? { namespace: '', prefix: '' } : { namespace: minio.namespace, prefix: 'p/' } }))?.id, minio.id);
+      });
+
       void it('records destination health: failures count up, a success resets them', async () => {
         await ledger.recordDestinationHealth(dest.id, { at: 1000, status: 'completed', error: null });
-        let d = await ledger.getDestination(dest.url);
+        let d = await destinationByUrl(ledger, dest.url);
         assert.equal(d?.lastUploadAt, 1000);
         assert.equal(d?.lastStatus, 'completed');
         assert.equal(d?.consecutiveFailures, 0);
 
         await ledger.recordDestinationHealth(dest.id, { at: 2000, status: 'failed', error: 'HOLDFAST_E_NETWORK' });
         await ledger.recordDestinationHealth(dest.id, { at: 3000, status: 'failed', error: 'HOLDFAST_E_AUTH' });
-        d = await ledger.getDestination(dest.url);
+        d = await destinationByUrl(ledger, dest.url);
         assert.equal(d?.consecutiveFailures, 2);
         assert.equal(d?.lastError, 'HOLDFAST_E_AUTH');
         assert.equal(d?.lastStatus, 'failed');
         assert.equal(d?.lastUploadAt, 1000, 'last_upload_at stays at the last success');
 
         await ledger.recordDestinationHealth(dest.id, { at: 4000, status: 'completed', error: null });
-        d = await ledger.getDestination(dest.url);
+        d = await destinationByUrl(ledger, dest.url);
         assert.equal(d?.consecutiveFailures, 0);
         assert.equal(d?.lastError, null);
         assert.equal(d?.lastUploadAt, 4000);
@@ -384,7 +401,7 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
       });
 
       void it('only claims rows of the given destination', async () => {
-        const other = await ledger.ensureDestination('s3://other/x', 's3');
+        const other = await ledger.ensureDestination(destinationRef('s3://other/x', 's3'));
         await ledger.planUploads(other.id, [planned('same-key')], null);
         await ledger.planUploads(dest.id, [planned('same-key')], null);
         const mine = await claimAll();
@@ -732,7 +749,7 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
           (await collect(ledger.streamObjects(dest.id))).map((r) => r.key),
           expected,
         );
-        const other = await ledger.ensureDestination('file:///other', 'file');
+        const other = await ledger.ensureDestination(destinationRef('file:///other', 'file'));
         await ledger.planUploads(other.id, Array.from({ length: 14 }, (_, i) => planned(`k${String(i).padStart(2, '0')}`)), null);
         const rows = await collect(ledger.streamObjects(other.id, { pageSize: 7 }));
         assert.equal(rows.length, 14);
@@ -751,7 +768,7 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
       });
 
       void it('countByStatus counts rows and bytes per destination and status', async () => {
-        const other = await ledger.ensureDestination('s3://b/p', 's3');
+        const other = await ledger.ensureDestination(destinationRef('s3://b/p', 's3'));
         await ledger.planUploads(dest.id, [planned('a', { size: 5 }), planned('b', { size: 7 }), planned('c', { size: 11 })], null);
         await ledger.planUploads(other.id, [planned('a', { size: 100 })], null);
         await claimAll(1);
@@ -768,7 +785,7 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
       });
 
       void it('listByStatus returns rows of the given statuses in key byte order, at most limit', async () => {
-        const other = await ledger.ensureDestination('s3://b/q', 's3');
+        const other = await ledger.ensureDestination(destinationRef('s3://b/q', 's3'));
         const keys = ['f3', 'f1', '\u00e9', 'e\u0301', 'f2', 'p1', 'p2'];
         await ledger.planUploads(dest.id, keys.map((k) => planned(k)), null);
         await ledger.planUploads(other.id, [planned('f0')], null);

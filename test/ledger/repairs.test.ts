@@ -9,6 +9,7 @@ import { openLedger } from '../../src/ledger/open.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import type { DestinationRow } from '../../src/core/types.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { destinationRef } from '../helpers/destinations.js';
 
 const SHA = 'a'.repeat(64);
 
@@ -20,7 +21,7 @@ describe('ledger repairs', () => {
   beforeEach(async () => {
     tmp = await makeTempDir('holdfast-repairs-');
     ledger = await openLedger({ stateDir: join(tmp.path, 'state') });
-    dest = await ledger.ensureDestination('file:///backup', 'file');
+    dest = await ledger.ensureDestination(destinationRef('file:///backup', 'file'));
   });
   afterEach(async () => {
     await ledger.close();

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
-import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler } from 'kysely';
+import { DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, SqliteDialect } from 'kysely';
 import { isHoldfastError } from '../../src/core/errors.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import { appliedMigrations, migrateToLatest, MIGRATIONS } from '../../src/ledger/migrations/index.js';
@@ -17,6 +17,7 @@ import { defaultStateDir, ledgerPath, openLedger } from '../../src/ledger/open.j
 import type { Database } from '../../src/ledger/schema.js';
 import { openSqliteDatabase, openSqliteLedger } from '../../src/ledger/sqlite.js';
 import { ledgerConformance } from '../conformance/ledger-suite.js';
+import { destinationRef } from '../helpers/destinations.js';
 
 const tempDirs: string[] = [];
 function tempDir(): string {
@@ -55,6 +56,59 @@ ledgerConformance('sqlite', async () => {
   };
 });
 
+void describe('sqlite ledger: migration 002 (destination identity)', () => {
+  void it('an existing ledger keeps every row; file:// rows get their identity; others are claimed by the first run that uses their URL', async () => {
+    const file = path.join(tempDir(), 'holdfast.db');
+    // A ledger as the previous version left it: migration 001 only, with rows that reference destinations.
+    const old = new Kysely<Database>({ dialect: new SqliteDialect({ database: openSqliteDatabase(file) }) });
+    await runMigrations(old, 'sqlite', MIGRATIONS.slice(0, 1));
+    const now = Date.now();
+    for (const [url, kind] of [
+      ['file:///srv/backup%20one', 'file'],
+      ['s3://docs/p/', 's3'],
+    ] as const) {
+      await old.insertInto('destinations').values({ url, kind, created_at: now } as never).execute();
+    }
+    const dests = await old.selectFrom('destinations').select(['id', 'url']).orderBy('id').execute();
+    const s3Id = Number(dests[1]!.id);
+    await old.insertInto('objects').values({ destination_id: s3Id, key: 'a.txt', status: 'upload_completed', sha256: 'a'.repeat(64), size: 1, created_at: now, updated_at: now }).execute();
+    await old.insertInto('runs').values({ command: 'push', destination_id: s3Id, owner: 'o', started_at: now, status: 'completed' }).execute();
+    await old.destroy();
+
+    const ledger = await openSqliteLedger(file);
+    try {
+      const [f, s3] = await ledger.listDestinations();
+      assert.equal(f?.identity, 'file:///srv/backup one/');
+      assert.equal(f?.namespace, 'file://');
+      assert.equal(s3?.identity, null, 'the endpoint of an old s3:// row was never recorded');
+      // The first run on the URL (here through MinIO) claims the row, with its objects.
+      const claimed = await ledger.ensureDestination({ url: 's3://docs/p/', kind: 's3', location: { namespace: 's3+http://127.0.0.1:9000/docs/', prefix: 'p/' } });
+      assert.equal(claimed.id, s3Id);
+      assert.equal(claimed.identity, 's3+http://127.0.0.1:9000/docs/p/');
+      assert.equal((await ledger.getObject(s3Id, 'a.txt'))?.status, 'upload_completed');
+      // Another endpoint with the same URL is another destination, with nothing in it.
+      const aws = await ledger.ensureDestination({ url: 's3://docs/p/', kind: 's3', location: { namespace: 's3://docs/', prefix: 'p/' } });
+      assert.notEqual(aws.id, s3Id);
+      assert.equal(await ledger.getObject(aws.id, 'a.txt'), undefined);
+      // New destinations still get fresh ids after the table was rebuilt.
+      const next = await ledger.ensureDestination(destinationRef('file:///elsewhere'));
+      assert.ok(next.id > aws.id);
+    } finally {
+      await ledger.close();
+    }
+    const raw = new BetterSqlite3(file, { readonly: true });
+    try {
+      assert.deepEqual(raw.prepare('pragma foreign_key_check').all(), [], 'every reference to destinations still resolves');
+      assert.deepEqual(
+        raw.prepare("select name from holdfast_migrations order by name").all().map((r) => (r as { name: string }).name),
+        MIGRATIONS.map((m) => m.name),
+      );
+    } finally {
+      raw.close();
+    }
+  });
+});
+
 void describe('sqlite ledger: files and connection', () => {
   void it('creates a 0700 state dir and a 0600 database (and -wal/-shm), whatever the umask', async () => {
     const root = tempDir();
@@ -67,7 +121,7 @@ void describe('sqlite ledger: files and connection', () => {
       process.umask(old);
     }
     try {
-      await ledger.ensureDestination('file:///x', 'file');
+      await ledger.ensureDestination(destinationRef('file:///x', 'file'));
       const file = ledgerPath(stateDir);
       assert.equal(ledger.location, file);
       assert.equal(ledger.dialect, 'sqlite');
@@ -104,7 +158,7 @@ void describe('sqlite ledger: files and connection', () => {
   void it('migrations run once: reopening keeps the data and applies nothing', async () => {
     const dir = tempDir();
     const first = await openLedger({ stateDir: dir });
-    const dest = await first.ensureDestination('file:///keep', 'file');
+    const dest = await first.ensureDestination(destinationRef('file:///keep', 'file'));
     await first.planUploads(dest.id, [{ key: 'k', sourcePath: '/k', size: 1, mtimeMs: 1, sha256: 'x', reason: 'new' }], null);
     await first.close();
 
@@ -146,7 +200,7 @@ void describe('sqlite ledger: files and connection', () => {
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: openSqliteDatabase(file) }) });
     try {
       const broken = {
-        name: '002-broken',
+        name: '999-broken',
         async up(k: Kysely<unknown>) {
           await k.schema.createTable('half').addColumn('x', 'integer').execute();
           await sql`this is not sql`.execute(k);
@@ -155,7 +209,7 @@ void describe('sqlite ledger: files and connection', () => {
       await assert.rejects(runMigrations(db, 'sqlite', [...MIGRATIONS, broken]));
       const tables = await sql<{ name: string }>`select name from sqlite_master where type = 'table' and name in ('half', 'objects')`.execute(db);
       assert.deepEqual(tables.rows, [], 'the whole sequence rolled back');
-      assert.deepEqual(await migrateToLatest(db, 'sqlite'), ['001-initial']);
+      assert.deepEqual(await migrateToLatest(db, 'sqlite'), MIGRATIONS.map((m) => m.name));
     } finally {
       await db.destroy();
     }
@@ -183,7 +237,7 @@ void describe('sqlite ledger: files and connection', () => {
   void it('waits busy_timeout for a write lock held elsewhere, then fails with HOLDFAST_E_LEDGER_BUSY', async () => {
     const dir = tempDir();
     const ledger = await openLedger({ stateDir: dir, busyTimeoutMs: 300 });
-    const dest = await ledger.ensureDestination('file:///busy', 'file');
+    const dest = await ledger.ensureDestination(destinationRef('file:///busy', 'file'));
     const other = new BetterSqlite3(ledgerPath(dir));
     try {
       other.exec('begin immediate');
@@ -213,7 +267,7 @@ void describe('sqlite ledger: files and connection', () => {
     const dir = tempDir();
     const ledger = await openLedger({ stateDir: dir });
     try {
-      const dest = await ledger.ensureDestination('file:///del', 'file');
+      const dest = await ledger.ensureDestination(destinationRef('file:///del', 'file'));
       await ledger.planUploads(dest.id, [{ key: 'd', sourcePath: '/d', size: 1, mtimeMs: 1, sha256: 'x', reason: 'new' }], null);
       const raw = new BetterSqlite3(ledgerPath(dir));
       raw.prepare(`update objects set status = 'delete_pending' where key = 'd'`).run();

@@ -19,6 +19,7 @@ import { push } from '../../src/sync/push.js';
 import { startAzurite, type AzuriteServer } from '../helpers/azurite.js';
 import { seededRandom, startProxy, type RequestRecord, type S3Proxy } from '../helpers/proxy.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { destinationByUrl } from '../helpers/destinations.js';
 
 const KiB = 1024;
 const PART = 256 * KiB;
@@ -101,7 +102,7 @@ describe('azure:// through the engine: an interrupted staged-block upload resume
     let recorded: number[];
     let uploadId: string;
     try {
-      const dest = await ledger.getDestination(`azure://${CONTAINER}/backup/`);
+      const dest = await destinationByUrl(ledger, `azure://${CONTAINER}/backup/`);
       assert.ok(dest, 'the destination is in the ledger');
       const row = await ledger.getObject(dest.id, 'large.bin');
       assert.ok(row?.uploadId, `the interrupted row keeps its upload id (status ${row?.status})`);
@@ -142,7 +143,7 @@ describe('azure:// through the engine: an interrupted staged-block upload resume
 
     const after = await openLedger({ stateDir });
     try {
-      const dest = await after.getDestination(`azure://${CONTAINER}/backup/`);
+      const dest = await destinationByUrl(after, `azure://${CONTAINER}/backup/`);
       const row = await after.getObject(dest!.id, 'large.bin');
       assert.equal(row?.status, 'upload_completed');
       assert.equal(row?.sha256, sha);

@@ -14,6 +14,7 @@ import type { Ledger } from '../../src/ledger/ledger.js';
 import type { ObjectRow, SourceFile } from '../../src/core/types.js';
 import type { JoinedKey } from '../../src/scan/change-detection.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { destinationByUrl } from '../helpers/destinations.js';
 
 interface Fixture {
   readonly tmp: TempDir;
@@ -47,7 +48,7 @@ const checkOf = (f: Fixture, extra: Partial<Parameters<typeof check>[0]> = {}) =
 async function withLedger<T>(f: Fixture, fn: (ledger: Ledger, destinationId: number) => Promise<T>): Promise<T> {
   const ledger = await openLedger({ stateDir: f.state });
   try {
-    const d = await ledger.getDestination(f.url);
+    const d = await destinationByUrl(ledger, f.url);
     assert.ok(d, 'destination known to the ledger');
     return await fn(ledger, d.id);
   } finally {

@@ -14,6 +14,7 @@ import { openLedger } from '../../src/ledger/open.js';
 import type { Ledger } from '../../src/ledger/ledger.js';
 import type { HistoryRow, ObjectRow } from '../../src/core/types.js';
 import { makeTempDir, type TempDir, listTree } from '../helpers/tmp.js';
+import { destinationByUrl } from '../helpers/destinations.js';
 
 interface Fixture {
   readonly tmp: TempDir;
@@ -37,7 +38,7 @@ const cleanupOf = (f: Fixture, extra: Partial<Parameters<typeof cleanup>[0]> = {
 async function withLedger<T>(f: Fixture, fn: (ledger: Ledger, destinationId: number) => Promise<T>): Promise<T> {
   const ledger = await openLedger({ stateDir: f.state });
   try {
-    const d = await ledger.getDestination(f.url);
+    const d = await destinationByUrl(ledger, f.url);
     assert.ok(d);
     return await fn(ledger, d.id);
   } finally {

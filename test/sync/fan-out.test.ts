@@ -20,6 +20,7 @@ import { RunEvents } from '../../src/engine/events.js';
 import { startS3Server, s3TestEnv, type S3TestServer } from '../helpers/s3-server.js';
 import { stall, startProxy, type S3Proxy } from '../helpers/proxy.js';
 import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { destinationByUrl } from '../helpers/destinations.js';
 
 for (const [k, v] of Object.entries(s3TestEnv('unused'))) if (k !== 'AWS_ENDPOINT_URL') process.env[k] = v;
 
@@ -75,7 +76,7 @@ describe('fan-out to several destinations', () => {
     assert.deepEqual(listTree(join(base, 'a')), listTree(src));
     assert.deepEqual(listTree(join(base, 'b')), listTree(src));
     // Two destinations, two independent rows per key, two runs.
-    const [da, db] = [await ledger.getDestination(a), await ledger.getDestination(b)];
+    const [da, db] = [await destinationByUrl(ledger, a), await destinationByUrl(ledger, b)];
     assert.ok(da && db && da.id !== db.id);
     assert.equal((await ledger.listByStatus(da.id, ['upload_completed'], 100)).length, 12);
     assert.equal((await ledger.listByStatus(db.id, ['upload_completed'], 100)).length, 12);
@@ -146,7 +147,7 @@ describe('fan-out to several destinations', () => {
     assert.ok(s1.errors.some((e) => e.code === 'HOLDFAST_E_DEST_UNREACHABLE'), 'after a few failures the rest fail at once, saying why');
     assert.deepEqual(listTree(join(base, 'local')), listTree(src));
 
-    const ds = await ledger.getDestination(s3);
+    const ds = await destinationByUrl(ledger, s3);
     assert.ok(ds);
     assert.equal((await ledger.listByStatus(ds.id, ['upload_failed'], 100)).length, s1.uploads.failed, 'failed items are queued in the ledger');
     const health = (await ledger.listDestinations()).find((d) => d.id === ds.id);
@@ -186,7 +187,7 @@ describe('fan-out to several destinations', () => {
     assert.equal(s.uploads.failed, 2);
     assert.ok(s.errors.every((e) => e.code === 'HOLDFAST_E_DEST_UNREACHABLE'));
     assert.equal(section(report.destinations, local).uploads.completed, 2);
-    const d = await ledger.getDestination('s3://nowhere/x/');
+    const d = await destinationByUrl(ledger, 's3://nowhere/x/');
     assert.ok(d);
     assert.equal((await ledger.listByStatus(d.id, ['upload_failed'], 10)).length, 2);
     assert.equal((await ledger.listDestinations()).find((x) => x.id === d.id)?.consecutiveFailures, 1);

@@ -16,6 +16,7 @@ import type { Ledger } from '../../src/ledger/ledger.js';
 import { RunEvents } from '../../src/engine/events.js';
 import { faultyLedger } from '../helpers/faulty-ledger.js';
 import { makeTempDir } from '../helpers/tmp.js';
+import { destinationByUrl } from '../helpers/destinations.js';
 
 const fast = { retry: { attempts: 2, baseMs: 1, maxMs: 2 } };
 
@@ -93,7 +94,7 @@ describe('push protocol under ledger faults', () => {
     assert.equal(r.uploads.completed, 2);
     assert.equal(r.errors[0]?.code, 'HOLDFAST_E_SOURCE_CHANGED');
     assert.ok(!existsSync(join(dst, 'f1.txt')), 'nothing mismatching was stored');
-    const row = await ledger.getObject((await ledger.getDestination(`file://${dst}`))!.id, 'f1.txt');
+    const row = await ledger.getObject((await destinationByUrl(ledger, `file://${dst}`))!.id, 'f1.txt');
     assert.equal(row?.status, 'upload_failed');
 
     const again = await push({ source: src, destination: `file://${dst}`, ledger, ...fast });
@@ -129,7 +130,7 @@ describe('push protocol under ledger faults', () => {
     const again = await push({ source: src, destination: `file://${dst}`, ledger, ...fast });
     assert.equal(again.status, 'completed');
     assert.deepEqual(again.uploads, { completed: 0, failed: 0, partial: 0, skipped: 2, recovered: 0, fenced: 0 });
-    const dest = await ledger.getDestination(`file://${dst}`);
+    const dest = await destinationByUrl(ledger, `file://${dst}`);
     assert.equal(await ledger.getObject(dest!.id, 'f2.txt'), undefined);
     await ledger.close();
   });

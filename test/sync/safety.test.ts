@@ -4,13 +4,15 @@
 //   then deleted by cleanup as "unknown to the ledger");
 // - two overlapping runs with a short lease against a slow server: the first
 //   run keeps every row it claimed (leases renewed from the claim on), so no
-//   file is sent twice and no outcome is misreported as partial.
+//   file is sent twice and no outcome is misreported as partial;
+// - cleanup never deletes what another destination of the ledger, or another
+//   ledger, tracks; a destination's identity includes its endpoint.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { openLedger } from '../../src/ledger/open.js';
 import { cleanup } from '../../src/sync/cleanup.js';
 import { push, type PushOptions } from '../../src/sync/push.js';
@@ -162,4 +164,110 @@ describe('safety: nothing that may have landed is forgotten; leases hold', { con
     assert.deepEqual(twice, [], 'no file sent twice');
     assert.equal(perKey.size, n);
   });
+});
+
+describe('safety: identities, and what cleanup may delete', { concurrency: false }, () => {
+  let s3: S3TestServer;
+  let other: S3TestServer;
+  let client: S3Client;
+  let tmp: TempDir;
+
+  before(async () => {
+    s3 = await startS3Server();
+    other = await startS3Server();
+    client = testS3Client(s3.endpoint);
+    tmp = await makeTempDir('holdfast-identity-');
+  });
+  after(async () => {
+    client?.destroy();
+    await other?.stop();
+    await s3?.stop();
+    await tmp?.cleanup();
+  });
+
+  function tree(dir: string, files: readonly string[]): string {
+    for (const f of files) {
+      mkdirSync(join(dir, f, '..'), { recursive: true });
+      writeFileSync(join(dir, f), `content of ${f}`);
+    }
+    return dir;
+  }
+
+  it('cleanup of file:///dst keeps what the same ledger pushed to file:///dst/nested (and the reverse)', async () => {
+    const state = join(tmp.path, 'nest-state');
+    const dst = join(tmp.path, 'dst');
+    const outer = tree(join(tmp.path, 'outer'), ['a.txt', 'b/c.txt']);
+    const inner = tree(join(tmp.path, 'inner'), ['x.txt', 'y/z.txt']);
+    assert.equal((await push({ source: outer, destination: `file://${dst}`, stateDir: state })).status, 'completed');
+    assert.equal((await push({ source: inner, destination: `file://${dst}/nested`, stateDir: state })).status, 'completed');
+    writeFileSync(join(dst, 'stray.tmp'), 'an orphan nobody tracks');
+
+    const outerClean = await cleanup({ destination: `file://${dst}`, stateDir: state, apply: true, maxDelete: '100' });
+    assert.equal(outerClean.done.deleted, 1, JSON.stringify(outerClean.items));
+    assert.deepEqual(
+      outerClean.items.filter((i) => i.action === 'delete').map((i) => i.key),
+      ['stray.tmp'],
+    );
+    for (const f of ['nested/x.txt', 'nested/y/z.txt']) assert.ok(existsSync(join(dst, f)), `${f} is the nested destination's`);
+    assert.ok(outerClean.items.some((i) => i.key === 'nested/x.txt' && i.action === 'leave' && i.reason.includes('another destination of this ledger')));
+
+    // The nested destination's cleanup sees the outer one's objects under it as tracked too.
+    mkdirSync(join(dst, 'nested', 'sub'), { recursive: true });
+    const extra = await push({ source: tree(join(tmp.path, 'outer2'), ['nested/sub/o.txt']), destination: `file://${dst}`, stateDir: state });
+    assert.equal(extra.uploads.completed, 1);
+    const innerClean = await cleanup({ destination: `file://${dst}/nested`, stateDir: state, apply: true, maxDelete: '100' });
+    assert.equal(innerClean.done.deleted, 0, JSON.stringify(innerClean.items));
+    assert.ok(existsSync(join(dst, 'nested', 'sub', 'o.txt')));
+  });
+
+  it('two ledgers on one bucket prefix: one host’s cleanup keeps the other’s objects unless --delete-other-ledgers', async () => {
+    await s3.createBucket('shared');
+    const opts = { backendOptions: { s3Endpoint: s3.endpoint } };
+    const hostA = tree(join(tmp.path, 'hostA'), ['a1.txt', 'a2.txt']);
+    const hostB = tree(join(tmp.path, 'hostB'), ['b1.txt', 'b2.txt']);
+    const stateA = join(tmp.path, 'stateA');
+    const stateB = join(tmp.path, 'stateB');
+    assert.equal((await push({ source: hostA, destination: 's3://shared/p', stateDir: stateA, ...opts })).status, 'completed');
+    assert.equal((await push({ source: hostB, destination: 's3://shared/p', stateDir: stateB, ...opts })).status, 'completed');
+    // An object no Holdfast wrote (no holdfast-sha256): a real orphan.
+    await client.send(new PutObjectCommand({ Bucket: 'shared', Key: 'p/foreign.bin', Body: 'foreign' }));
+
+    const a = await cleanup({ destination: 's3://shared/p', stateDir: stateA, apply: true, maxDelete: '100', ...opts });
+    assert.equal(a.done.deleted, 1, JSON.stringify(a.items));
+    assert.ok(!(await exists('shared', 'p/foreign.bin')));
+    for (const k of ['b1.txt', 'b2.txt']) {
+      assert.ok(await exists('shared', `p/${k}`), `host B's ${k} is kept`);
+      assert.ok(a.items.some((i) => i.key === k && i.action === 'leave' && i.reason.startsWith('another ledger')), JSON.stringify(a.items));
+    }
+    const asked = await cleanup({ destination: 's3://shared/p', stateDir: stateA, apply: true, maxDelete: '100', deleteOtherLedgers: true, ...opts });
+    assert.equal(asked.done.deleted, 2);
+    assert.ok(!(await exists('shared', 'p/b1.txt')));
+  });
+
+  it('one bucket name on two endpoints is two destinations: the second push sends everything', async () => {
+    await s3.createBucket('twin');
+    await other.createBucket('twin');
+    const src = tree(join(tmp.path, 'twin-src'), ['one.txt', 'two.txt']);
+    const state = join(tmp.path, 'twin-state');
+    const first = await push({ source: src, destination: 's3://twin/p', stateDir: state, backendOptions: { s3Endpoint: s3.endpoint } });
+    assert.equal(first.uploads.completed, 2);
+    const second = await push({ source: src, destination: 's3://twin/p', stateDir: state, backendOptions: { s3Endpoint: other.endpoint } });
+    assert.equal(second.uploads.completed, 2, `nothing was on the second server: ${JSON.stringify(second.uploads)}`);
+    assert.equal(second.uploads.skipped, 0);
+    const otherClient = testS3Client(other.endpoint);
+    try {
+      await otherClient.send(new HeadObjectCommand({ Bucket: 'twin', Key: 'p/one.txt' }));
+    } finally {
+      otherClient.destroy();
+    }
+  });
+
+  async function exists(bucket: string, key: string): Promise<boolean> {
+    try {
+      await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return true;
+    } catch {
+      return false;
+    }
+  }
 });

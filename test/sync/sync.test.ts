@@ -14,6 +14,7 @@ import type { Ledger } from '../../src/ledger/ledger.js';
 import { RunEvents } from '../../src/engine/events.js';
 import { faultyLedger } from '../helpers/faulty-ledger.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { destinationByUrl } from '../helpers/destinations.js';
 
 const fast = { retry: { attempts: 2, baseMs: 1, maxMs: 2 } };
 
@@ -49,7 +50,7 @@ describe('sync', () => {
     assert.equal(existsSync(join(dst, 'sub/f1.txt')), false);
     assert.equal(existsSync(join(dst, 'f2.txt')), true);
 
-    const dest = await ledger.getDestination(url);
+    const dest = await destinationByUrl(ledger, url);
     const history = await ledger.history(dest!.id, 'f0.txt');
     assert.deepEqual(
       history.map((h) => h.toStatus),
@@ -130,7 +131,7 @@ describe('sync', () => {
     assert.deepEqual(items, ['delete:f0.txt']);
     assert.equal(r.deletes?.completed, 0);
     assert.ok(existsSync(join(dst, 'f0.txt')));
-    const row = await ledger.getObject((await ledger.getDestination(url))!.id, 'f0.txt');
+    const row = await ledger.getObject((await destinationByUrl(ledger, url))!.id, 'f0.txt');
     assert.equal(row?.status, 'upload_completed', 'the dry run wrote nothing to the ledger');
     await ledger.close();
   });
@@ -169,7 +170,7 @@ describe('sync', () => {
     const r = await sync({ source: src, destination: url, ledger: faulty, ...fast });
     assert.equal(r.deletes?.partial, 1);
     assert.ok(!existsSync(join(dst, 'f0.txt')), 'the object is gone');
-    const dest = await ledger.getDestination(url);
+    const dest = await destinationByUrl(ledger, url);
     assert.equal((await ledger.getObject(dest!.id, 'f0.txt'))?.status, 'delete_in_progress');
     const again = await sync({ source: src, destination: url, ledger, ...fast });
     assert.equal(again.status, 'completed');

@@ -16,6 +16,7 @@ import { FAULT_503, startProxy } from '../helpers/proxy.js';
 import { stopAfterEach, until } from '../helpers/wait.js';
 import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { destinationByUrl } from '../helpers/destinations.js';
 
 for (const [k, v] of Object.entries(s3TestEnv('unused'))) if (k !== 'AWS_ENDPOINT_URL') process.env[k] = v;
 
@@ -79,7 +80,7 @@ describe('watch', () => {
 
     // Exactly one upload of the growing file: it was never sent half-written.
     const ledger = await openLedger({ stateDir: state });
-    const dest = await ledger.getDestination(`file://${dst}`);
+    const dest = await destinationByUrl(ledger, `file://${dst}`);
     assert.ok(dest);
     const completions = (await ledger.history(dest.id, 'growing.log')).filter((h) => h.toStatus === 'upload_completed');
     assert.equal(completions.length, 1);

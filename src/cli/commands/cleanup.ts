@@ -21,6 +21,7 @@ interface CleanupFlags {
   source?: string;
   adopt?: boolean;
   deleteOrphans?: boolean;
+  deleteOtherLedgers?: boolean;
   requeueMismatches?: boolean;
   download?: boolean;
   maxDelete: string;
@@ -50,6 +51,10 @@ export function registerCleanup(program: Command): void {
     .option('--source <dir>', 'the source directory (needed by --adopt only)')
     .option('--adopt', 'record orphaned objects that equal the source file of the same key (holdfast-sha256) instead of deleting them')
     .option('--delete-orphans', 'with --adopt: also delete orphaned objects that could not be adopted')
+    .option(
+      '--delete-other-ledgers',
+      'also delete objects that carry holdfast-sha256 but that this ledger does not track (written by Holdfast under another ledger: another host, a lost state directory); kept by default, since someone else may be tracking them',
+    )
     .option('--requeue-mismatches', 'requeue objects that differ from the ledger (size, etag; with --download also content), so the next push sends them again')
     .option('--download', 're-read every object, as check --download does, so content mismatches are found too')
     .option('--max-delete <n|n%>', 'most deletions per run, a count or a percentage of tracked objects; above it nothing is deleted', '50%')
@@ -107,6 +112,7 @@ async function runCleanupCommand(destination: string, flags: CleanupFlags): Prom
       apply: flags.apply === true,
       adopt: flags.adopt === true,
       deleteOrphans: flags.deleteOrphans === true,
+      deleteOtherLedgers: flags.deleteOtherLedgers === true,
       requeueMismatches: flags.requeueMismatches === true,
       download: flags.download === true,
       maxDelete: flags.maxDelete,

@@ -83,7 +83,9 @@ function itemTable(items: readonly ItemSummary[], columns: 'failing' | 'stale' |
 }
 
 function destinationText(d: DestinationStatus): string[] {
-  const lines = [`${d.url}  (${d.kind})`];
+  // The endpoint or account, when the URL alone does not say where (one URL on two servers is two destinations).
+  const where = d.identity !== null && /^[a-z0-9]+\+/.test(d.identity) ? `  at ${d.identity}` : '';
+  const lines = [`${d.url}  (${d.kind})${where}`];
   const counted = OBJECT_STATUSES.filter((s) => d.objects[s].count > 0);
   if (counted.length === 0) lines.push('  no objects recorded yet');
   else lines.push(...formatTable([['status', 'objects', 'bytes'], ...counted.map((s) => [s, String(d.objects[s].count), formatBytes(d.objects[s].bytes)])], { indent: '  ', right: [1, 2] }));

@@ -5,10 +5,11 @@
 import type { Kysely } from 'kysely';
 import type { Database, DialectName } from '../schema.js';
 import { migration001 } from './001-initial.js';
+import { migration002 } from './002-destination-identity.js';
 import { runMigrations } from './runner.js';
 import type { Migration } from './runner.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001];
+export const MIGRATIONS: readonly Migration[] = [migration001, migration002];
 
 /** Brings the database to the latest schema; returns the migrations applied now. */
 export function migrateToLatest(db: Kysely<Database>, dialect: DialectName): Promise<string[]> {
