@@ -67,7 +67,7 @@ void describe('sqlite ledger: migration 002 (destination identity)', () => {
       ['file:///srv/backup%20one', 'file'],
       ['s3://docs/p/', 's3'],
     ] as const) {
-      await old.insertInto('destinations').values({ url, kind, created_at: now } as never).execute();
+      await old.insertInto('destinations').values({ url, kind, created_at: now }).execute();
     }
     const dests = await old.selectFrom('destinations').select(['id', 'url']).orderBy('id').execute();
     const s3Id = Number(dests[1]!.id);
