@@ -27,6 +27,13 @@ export interface OpenSqliteOptions {
   readonly busyTimeoutMs?: number;
   /** Clock (epoch ms) for the ledger; tests may pass their own. */
   readonly now?: () => number;
+  /**
+   * SQLite's `synchronous` setting. Default "full": a committed transaction
+   * survives a power loss, not only a crash of the process (DESIGN §3). "normal"
+   * exists to measure what that costs (bench/ledger-durability.ts); with it, a
+   * power loss may undo the last commits.
+   */
+  readonly synchronous?: 'full' | 'normal';
 }
 
 /** The file name that opens a private, throw-away database in memory (a dry run with no ledger yet). */
@@ -66,14 +73,14 @@ export function openSqliteDatabase(file: string, options: OpenSqliteOptions = {}
   const db = new BetterSqlite3(file, { timeout: busyTimeoutMs });
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
-    const mode = db.pragma('journal_mode = WAL', { simple: true });
-    // synchronous=NORMAL in WAL mode may lose the last commits on power loss,
-    // never corrupt the file. That is enough: durability comes from the
-    // protocol (DESIGN §3): an intent lost this way means the effect never
-    // started, and an outcome lost this way leaves the row in progress,
-    // which recovery resolves by asking the destination. Without WAL (a
-    // filesystem that refuses it) NORMAL is not safe, so fall back to FULL.
-    db.pragma(String(mode).toLowerCase() === 'wal' ? 'synchronous = NORMAL' : 'synchronous = FULL');
+    db.pragma('journal_mode = WAL', { simple: true });
+    // FULL: every commit is on disk before it returns, so a power loss cannot
+    // undo a committed transaction. NORMAL (in WAL mode) could lose the last
+    // commits, and a lost delete intent + outcome would leave upload_completed
+    // for an object that is gone: a false record. Group commit (one transaction
+    // per batch of intents or outcomes) keeps the cost per file low; measured
+    // in bench/ledger-durability.ts, docs/benchmarks.md.
+    db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('foreign_keys = ON');
     for (const suffix of ['-wal', '-shm']) {
       try {

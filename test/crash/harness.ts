@@ -130,10 +130,10 @@ export function startCli(args: readonly string[], endpoint: string, timeoutMs = 
   return { child, startedAt: Date.now(), done, kill };
 }
 
-/** The `push` arguments every crash run uses. */
-export function pushArgs(src: string, url: string, opts: { endpoint: string; state: string; partSize: string; threshold: string; transfers: number }): string[] {
+/** The `push` arguments every crash run uses (`command` "sync" mirrors deletions too). */
+export function pushArgs(src: string, url: string, opts: { endpoint: string; state: string; partSize: string; threshold: string; transfers: number; command?: 'push' | 'sync' }): string[] {
   return [
-    'push',
+    opts.command ?? 'push',
     src,
     url,
     '--s3-endpoint',
@@ -186,7 +186,16 @@ export async function fetchObject(client: S3Client, bucket: string, key: string)
  * the bytes received), nothing else in the bucket, and every ledger row
  * upload_completed with the source's hash and size.
  */
-export async function assertConverged(opts: { client: S3Client; bucket: string; prefix: string; tree: Tree; stateDir: string; context: string }): Promise<void> {
+export async function assertConverged(opts: {
+  client: S3Client;
+  bucket: string;
+  prefix: string;
+  tree: Tree;
+  stateDir: string;
+  context: string;
+  /** Keys deleted from the source along the way: their rows must say delete_completed (or be gone). */
+  deleted?: boolean;
+}): Promise<void> {
   const { client, bucket, prefix, tree, context } = opts;
   const listed = await listBucket(client, bucket);
   const expected = [...tree.keys()].map((k) => prefix + k).sort();
@@ -203,8 +212,12 @@ export async function assertConverged(opts: { client: S3Client; bucket: string; 
     assert.equal(dests.length, 1, `${context}: one destination in the ledger`);
     const seen = new Set<string>();
     for await (const row of ledger.streamObjects(dests[0]!.id)) {
-      seen.add(row.key);
       const file = tree.get(row.key);
+      if (file === undefined && opts.deleted === true) {
+        assert.equal(row.status, 'delete_completed', `${context}: the row of ${row.key}, deleted from the source, says its object is deleted`);
+        continue;
+      }
+      seen.add(row.key);
       assert.ok(file, `${context}: ledger row ${row.key} has a source file`);
       assert.equal(row.status, 'upload_completed', `${context}: status of ${row.key}`);
       assert.equal(row.sha256, file.sha256, `${context}: ledger sha256 of ${row.key}`);

@@ -16,11 +16,11 @@ import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { CONTENT_OPS, seededRandom, startProxy, type RequestRecord, type S3Op, type S3Proxy } from '../helpers/proxy.js';
+import { CONTENT_OPS, seededRandom, startProxy, type S3Op, type S3Proxy } from '../helpers/proxy.js';
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
-import type { CliResult } from '../helpers/cli.js';
-import { assertConverged, buildTree, directClient, KiB, MiB, pushArgs, startCli, treeBytes, type CliRun, type Tree, type TreeShape } from './harness.js';
+import { assertConverged, buildTree, directClient, KiB, MiB, pushArgs, startCli, treeBytes, type Tree, type TreeShape } from './harness.js';
+import { describeTrigger, runAttempt, type Attempt, type Trigger } from './kills.js';
 
 const TRANSFERS = 4;
 const PART = 5 * MiB;
@@ -31,62 +31,7 @@ const iterations = singleSeed !== undefined ? 1 : Number(process.env.HOLDFAST_CR
 const baseSeed = Number(process.env.HOLDFAST_CRASH_BASE_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const seeds = singleSeed !== undefined ? [singleSeed] : Array.from({ length: iterations }, (_, i) => (baseSeed + i) >>> 0);
 
-/** Where in a run a kill landed, judged from what the proxy had seen at that instant. */
-type Phase = 'startup' | 'plan' | 'recovery' | 'small files' | 'multipart' | 'multipart create' | 'multipart complete' | 'outcome writes';
-
-/** What decides the instant of a kill. */
-type Trigger =
-  | { readonly kind: 'time'; readonly ms: number }
-  | { readonly kind: 'after-ready'; readonly ms: number }
-  | { readonly kind: 'start'; readonly op: S3Op; readonly n: number }
-  | { readonly kind: 'ok'; readonly op: S3Op; readonly n: number }
-  | { readonly kind: 'bytes'; readonly bytes: number };
-
-interface Attempt {
-  readonly trigger: Trigger | undefined;
-  readonly killed: boolean;
-  readonly phase: Phase | undefined;
-  readonly records: readonly RequestRecord[];
-  /** Request-body bytes of PutObject + UploadPart in this attempt. */
-  readonly contentBytes: number;
-  /** Content bytes of requests that had not been answered 2xx when the kill came. */
-  readonly inFlightBytes: number;
-  /** transfers × the largest content request this attempt started: what one kill may cost (see the bound below). */
-  readonly allowance: number;
-  readonly ms: number;
-  readonly result: CliResult;
-}
-
 const totals = { iterations: 0, kills: 0, missed: 0, sourceBytes: 0, sentBytes: 0, allowance: 0, inFlightAtKills: 0, ms: 0, phases: new Map<string, number>() };
-
-function describeTrigger(t: Trigger | undefined): string {
-  if (t === undefined) return 'none';
-  switch (t.kind) {
-    case 'time':
-      return `${t.ms} ms after spawn`;
-    case 'after-ready':
-      return `${t.ms} ms after HeadBucket`;
-    case 'start':
-      return `start of ${t.op} #${t.n}`;
-    case 'ok':
-      return `2xx of ${t.op} #${t.n}`;
-    case 'bytes':
-      return `after ${t.bytes} content bytes`;
-  }
-}
-
-function phaseNow(proxy: S3Proxy): Phase {
-  const flying = new Set(proxy.inFlight().map((r) => r.op));
-  if (flying.has('UploadPart')) return 'multipart';
-  if (flying.has('PutObject')) return 'small files';
-  if (flying.has('CompleteMultipartUpload')) return 'multipart complete';
-  if (flying.has('CreateMultipartUpload')) return 'multipart create';
-  const seen = new Set(proxy.records.map((r) => r.op));
-  if (seen.has('PutObject') || seen.has('UploadPart') || seen.has('CompleteMultipartUpload')) return 'outcome writes';
-  if (seen.has('HeadObject')) return 'recovery';
-  if (seen.size > 0) return 'plan';
-  return 'startup';
-}
 
 describe('kill -9 at random instants, then run again: the push converges', { concurrency: false }, () => {
   let s3: S3TestServer;
@@ -148,7 +93,7 @@ describe('kill -9 at random instants, then run again: the push converges', { con
       const kills = random() < 0.35 ? 2 : 1;
       for (let k = 0; k < kills; k++) {
         const trigger = chooseTrigger(random, int, tree, attempts, fullRunMs);
-        const a = await runAttempt(proxy, args, trigger);
+        const a = await runAttempt(proxy, args, trigger, TRANSFERS);
         attempts.push(a);
         if (!a.killed) {
           // The run finished before its trigger fired: then it must have finished well.
@@ -157,7 +102,7 @@ describe('kill -9 at random instants, then run again: the push converges', { con
         }
       }
       // The run after the crash(es): no kill, it must complete.
-      const final = await runAttempt(proxy, args, undefined);
+      const final = await runAttempt(proxy, args, undefined, TRANSFERS);
       attempts.push(final);
       assert.equal(
         final.result.code,
@@ -213,38 +158,6 @@ describe('kill -9 at random instants, then run again: the push converges', { con
     });
   }
 
-  /** Runs the CLI once, killing it when `trigger` fires (if it does before the run ends). */
-  async function runAttempt(p: S3Proxy, args: readonly string[], trigger: Trigger | undefined): Promise<Attempt> {
-    p.reset();
-    const run = startCli(args, p.endpoint);
-    let killed = false;
-    let phase: Phase | undefined;
-    let inFlightBytes = 0;
-    const kill = (): void => {
-      if (killed || run.child.exitCode !== null || run.child.signalCode !== null) return;
-      phase = phaseNow(p);
-      inFlightBytes = p.records.filter((r) => CONTENT_OPS.includes(r.op) && r.result !== 'ok').reduce((n, r) => n + r.contentLength, 0);
-      killed = true;
-      run.kill();
-    };
-    const disarm = arm(p, run, trigger, kill);
-    const result = await run.done;
-    disarm();
-    const records = [...p.records];
-    const content = records.filter((r) => CONTENT_OPS.includes(r.op));
-    const largest = content.reduce((m, r) => Math.max(m, r.contentLength), 0);
-    return {
-      trigger,
-      killed,
-      phase,
-      records,
-      contentBytes: content.reduce((n, r) => n + r.bodyBytes, 0),
-      inFlightBytes,
-      allowance: TRANSFERS * largest,
-      ms: Date.now() - run.startedAt,
-      result,
-    };
-  }
 });
 
 /** Content keys (and parts) with more than one request, and how each request ended: for a failure message. */
@@ -259,58 +172,6 @@ function duplicates(attempts: readonly Attempt[]): string {
   });
   const many = [...byKey].filter(([, v]) => v.length > 1);
   return many.length === 0 ? 'none' : many.map(([k, v]) => `${k} [${v.join('; ')}]`).join(', ');
-}
-
-/** Sets up the trigger; returns a function that removes it. */
-function arm(p: S3Proxy, run: CliRun, trigger: Trigger | undefined, kill: () => void): () => void {
-  if (trigger === undefined) return () => undefined;
-  const timers: NodeJS.Timeout[] = [];
-  const offs: (() => void)[] = [];
-  switch (trigger.kind) {
-    case 'time':
-      timers.push(setTimeout(kill, trigger.ms));
-      break;
-    case 'after-ready':
-      offs.push(
-        p.on('end', (r) => {
-          if (r.op === 'HeadBucket' && r.result === 'ok') timers.push(setTimeout(kill, trigger.ms));
-        }),
-      );
-      break;
-    case 'start': {
-      let n = 0;
-      offs.push(
-        p.on('start', (r) => {
-          if (r.op === trigger.op && ++n === trigger.n) kill();
-        }),
-      );
-      break;
-    }
-    case 'ok': {
-      let n = 0;
-      offs.push(
-        p.on('end', (r) => {
-          if (r.op === trigger.op && r.result === 'ok' && ++n === trigger.n) kill();
-        }),
-      );
-      break;
-    }
-    case 'bytes': {
-      // Checked as requests start and end and on a fine timer, so the kill lands mid-body.
-      const check = (): void => {
-        if (p.contentBytes() + p.inFlight().reduce((n, r) => n + (CONTENT_OPS.includes(r.op) ? r.bodyBytes : 0), 0) >= trigger.bytes) kill();
-      };
-      timers.push(setInterval(check, 2));
-      break;
-    }
-  }
-  void run.done.then(() => {
-    for (const t of timers) clearTimeout(t);
-  });
-  return () => {
-    for (const t of timers) clearTimeout(t);
-    for (const off of offs) off();
-  };
 }
 
 /** Picks the next kill's trigger, spread so kills land in every phase of a run. */

@@ -215,7 +215,7 @@ function xmlError(code: string, message: string, resource: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message><Resource>${esc(resource)}</Resource><RequestId>holdfast-proxy</RequestId></Error>`;
 }
 
-export async function startProxy(options: { target: string; seed?: number; faults?: readonly FaultRule[] }): Promise<S3Proxy> {
+export async function startProxy(options: { target: string; seed?: number; faults?: readonly FaultRule[]; /** Listen on this port (a proxy brought back where it was); default: a free one. */ port?: number }): Promise<S3Proxy> {
   const target = new URL(options.target);
   // Keep-alive upstream too, as a client-side connection pool would.
   const agent = new Agent({ keepAlive: true, maxSockets: 128 });
@@ -430,7 +430,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
   let stopped = false;

@@ -135,12 +135,12 @@ void describe('sqlite ledger: files and connection', () => {
     }
   });
 
-  void it('turns on WAL, synchronous=NORMAL, foreign keys and busy_timeout', () => {
+  void it('turns on WAL, synchronous=FULL (a commit survives a power loss), foreign keys and busy_timeout', () => {
     const file = path.join(tempDir(), 'p.db');
     const db = openSqliteDatabase(file, { busyTimeoutMs: 1234 });
     try {
       assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
-      assert.equal(db.pragma('synchronous', { simple: true }), 1); // NORMAL
+      assert.equal(db.pragma('synchronous', { simple: true }), 2); // FULL
       assert.equal(db.pragma('foreign_keys', { simple: true }), 1);
       assert.equal(db.pragma('busy_timeout', { simple: true }), 1234);
     } finally {

@@ -155,8 +155,8 @@ describe('fan-out to several destinations', () => {
     assert.match(health?.lastError ?? '', /HOLDFAST_E_/);
     assert.ok(health?.lastUploadAt, 'some uploads did work: last_upload_at is set');
 
-    // The destination is back (a new endpoint; the same bucket): the next run finishes it.
-    proxy = await startProxy({ target: server.endpoint });
+    // The destination is back (the same endpoint, the same bucket): the next run finishes it.
+    proxy = await startProxy({ target: server.endpoint, port: Number(new URL(proxy.endpoint).port) });
     const second = await push({ source: src, destinations: destinations(proxy.endpoint), ledger, transfers: 4, ...fast });
     assert.equal(second.status, 'completed');
     assert.equal(section(second.destinations, local).uploads.completed, 0);
