@@ -6,13 +6,12 @@
 // grouped query over the (destination, status, key) index, and lists of
 // items are index ranges with a LIMIT, never scans.
 
-import { existsSync } from 'node:fs';
 import { openBackend } from '../backends/registry.js';
 import { HoldfastError } from '../core/errors.js';
 import { IN_PROGRESS_STATUSES, OBJECT_STATUSES, type ObjectStatus } from '../core/status.js';
 import type { DestinationRow, ObjectRow, RunRow, RunStatus } from '../core/types.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, ledgerPath, openLedger } from '../ledger/open.js';
+import { defaultStateDir, openLedger } from '../ledger/open.js';
 import { isLeaseStale } from './owner.js';
 
 export interface InspectOptions {
@@ -120,15 +119,8 @@ function iso(ms: number | null): IsoTime | null {
 /** Opens the existing ledger for reading; there being none is an error (exit 3), never a reason to create one. */
 async function withLedger<T>(opts: InspectOptions, fn: (ledger: Ledger) => Promise<T>): Promise<T> {
   if (opts.ledger !== undefined) return fn(opts.ledger);
-  const stateDir = opts.stateDir ?? defaultStateDir();
-  const file = ledgerPath(stateDir);
-  if (!existsSync(file)) {
-    throw new HoldfastError('HOLDFAST_E_LEDGER_OPEN', {
-      path: file,
-      detail: 'there is no ledger here (nothing was pushed with this state directory); point --state or HOLDFAST_STATE at the one to read',
-    });
-  }
-  const ledger = await openLedger({ stateDir });
+  // Read-only: a missing ledger is an error (never created), a read-only mount or a ledger the user may only read is fine.
+  const ledger = await openLedger({ stateDir: opts.stateDir ?? defaultStateDir(), readOnly: true });
   try {
     return await fn(ledger);
   } finally {

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
 import { OBJECT_STATUSES } from '../../core/status.js';
 import { status, type DestinationStatus, type ItemSummary, type RunSummary } from '../../sync/inspect.js';
-import { failCommand, intArg, out } from '../common.js';
+import { failCommand, intArg, out, pathArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { formatTable, oneLine } from '../table.js';
 
@@ -115,7 +115,7 @@ export function registerStatus(program: Command): void {
     .command('status')
     .description('Show what the ledger knows: objects per status, the last run, destination health, and items needing attention.')
     .argument('[destination-url]', 'only this destination (default: every destination in the ledger)')
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)')
+    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
     .option('--limit <n>', 'items listed per section (failed, interrupted, delete pending)', intArg, 20)
     .option('--json', 'print one JSON object on stdout')
     .addHelpText(
