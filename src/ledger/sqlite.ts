@@ -343,8 +343,34 @@ function openError(file: string, e: unknown): HoldfastError {
       { cause: e },
     );
   }
+  const full = diskFull(file, e);
+  if (full !== undefined) return new HoldfastError('HOLDFAST_E_LEDGER_OPEN', { path: file, detail: `${full} (${classified.message})` }, { cause: e });
   if (classified.code === 'HOLDFAST_E_LEDGER_OPEN') return classified;
   return new HoldfastError('HOLDFAST_E_LEDGER_OPEN', { path: file, detail: classified.message }, { cause: e });
+}
+
+/**
+ * The real cause behind SQLite's "disk I/O error" when the file system under
+ * the ledger is full: SQLite reports a failed write to its -shm or -wal file
+ * as SQLITE_IOERR_*, and only a full database as SQLITE_FULL.
+ */
+function diskFull(file: string, e: unknown): string | undefined {
+  let code = '';
+  for (let c: unknown = e, i = 0; c !== undefined && c !== null && i < 5; c = (c as { cause?: unknown }).cause, i++) {
+    const k = (c as { code?: unknown }).code;
+    if (typeof k === 'string' && k.startsWith('SQLITE_')) {
+      code = k;
+      break;
+    }
+  }
+  if (code !== 'SQLITE_FULL' && !code.startsWith('SQLITE_IOERR')) return undefined;
+  const dir = path.dirname(file);
+  try {
+    if (Number(fs.statfsSync(dir).bavail) > 0) return undefined;
+  } catch {
+    return undefined;
+  }
+  return `no space left on the file system of "${dir}"`;
 }
 
 /** Opens the SQLite ledger at `file`, migrating it to the latest schema (read-only: refusing one that needs a migration). */

@@ -57,7 +57,12 @@ export interface DestinationStatus {
   readonly kind: string;
   /** Every status, zero or not: count of rows and their bytes. */
   readonly objects: Record<ObjectStatus, { count: number; bytes: number }>;
-  /** Rows not deleted (every status but delete_completed): what the ledger tracks on this destination. */
+  /**
+   * What the ledger tracks on this destination: rows `upload_completed` or
+   * `delete_pending` (objects it recorded as stored there and not yet
+   * deleted), the same count `--max-delete` takes its percentage of. A failed
+   * or pending upload is not tracked: nothing of it is recorded as stored.
+   */
   readonly tracked: { readonly count: number; readonly bytes: number };
   readonly lastRun: RunSummary | null;
   readonly health: {
@@ -109,6 +114,8 @@ export interface RunsReport {
 }
 
 const DEFAULT_ITEM_LIMIT = 20;
+/** Statuses counted as "tracked" (docs/cli.md, --max-delete). */
+const TRACKED_STATUSES: readonly ObjectStatus[] = ['upload_completed', 'delete_pending'];
 /** In-progress rows read to find the stale ones: normally a handful (the claim batches of live runs). */
 const IN_PROGRESS_SCAN = 1000;
 
@@ -197,9 +204,9 @@ export async function status(opts: InspectOptions & { readonly destination?: str
     for (const d of destinations) {
       const objects = Object.fromEntries(OBJECT_STATUSES.map((s) => [s, { count: 0, bytes: 0 }])) as Record<ObjectStatus, { count: number; bytes: number }>;
       for (const c of counts) if (c.destinationId === d.id) objects[c.status] = { count: c.count, bytes: c.bytes };
+      // The same "tracked" as --max-delete's percentage (plan.ts): objects the ledger says are on the destination.
       const tracked = { count: 0, bytes: 0 };
-      for (const s of OBJECT_STATUSES) {
-        if (s === 'delete_completed') continue;
+      for (const s of TRACKED_STATUSES) {
         tracked.count += objects[s].count;
         tracked.bytes += objects[s].bytes;
       }
