@@ -87,7 +87,7 @@ function destinationText(d: DestinationStatus): string[] {
   const counted = OBJECT_STATUSES.filter((s) => d.objects[s].count > 0);
   if (counted.length === 0) lines.push('  no objects recorded yet');
   else lines.push(...formatTable([['status', 'objects', 'bytes'], ...counted.map((s) => [s, String(d.objects[s].count), formatBytes(d.objects[s].bytes)])], { indent: '  ', right: [1, 2] }));
-  lines.push(`  tracked: ${d.tracked.count} object(s), ${formatBytes(d.tracked.bytes)}`);
+  lines.push(`  tracked: ${d.tracked.count} object(s), ${formatBytes(d.tracked.bytes)} stored (upload_completed + delete_pending)`);
   const r = d.lastRun;
   lines.push(r === null ? '  last run: none' : `  last run: #${r.id} ${r.command} ${r.status}, started ${shortTime(r.startedAt)}, took ${runDuration(r)}: ${runCounts(r)}`);
   const h = d.health;
