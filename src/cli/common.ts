@@ -85,12 +85,18 @@ export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+export const INPUT_RULES_HELP = `Input: numbers are digits only (0x10, 1e2, " 4" are refused); paths and URLs are never empty;
+a destination URL is taken as typed: file:///absolute/path (not file:relative), no "." or ".."
+segments, no "//" in an s3:// or azure:// prefix.`;
+
 export const EXIT_CODES_HELP = `
+${INPUT_RULES_HELP}
+
 Exit codes:
   0    completed: everything agreed / was done and recorded
-  1    usage or configuration error; nothing was done
+  1    usage or configuration error (an option value, a URL, the config file); nothing was done
   2    finished with failed or partial items; running again retries them
-  3    could not run: source missing, destination or ledger unreachable
+  3    could not run: source missing or unreadable, destination or ledger unavailable
   130  cancelled (Ctrl-C); the ledger is consistent, run again to continue`;
 
 /**

@@ -164,6 +164,20 @@ describe('holdfast: hostile command-line input', () => {
     assert.deepEqual(readdirSync(cwd), ['here.txt']);
   });
 
+  it('--help states the input rules; the inspecting commands say they only read', async () => {
+    for (const cmd of ['push', 'sync', 'watch', 'run', 'pull']) {
+      const r = await runCli([cmd, '--help']);
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, /numbers are digits only \(0x10, 1e2, " 4" are refused\); paths and URLs are never empty/, cmd);
+      assert.match(r.stdout, /file:\/\/\/absolute\/path \(not file:relative\)/, cmd);
+    }
+    for (const cmd of ['status', 'history', 'runs']) {
+      const r = await runCli([cmd, '--help']);
+      assert.match(r.stdout, /Read-only: the ledger is never created, migrated or written/, cmd);
+    }
+    assert.match((await runCli(['status', '--help'])).stdout, /"tracked" counts the objects the ledger records as stored/);
+  });
+
   it('the library refuses an empty state directory too', async () => {
     await assert.rejects(openLedger({ stateDir: '' }), (e: unknown) => isHoldfastError(e) && e.code === 'HOLDFAST_E_USAGE');
   });

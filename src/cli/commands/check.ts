@@ -62,7 +62,9 @@ ${CHECK_CATEGORIES.map((c) => `  ${c.padEnd(16)} ${CATEGORY_HELP[c]}`).join('\n'
 
 The comparison streams all three sides in key order: memory stays flat however many objects
 there are. Without --download or --sample no object is read, only listed (size and etag).
-check writes nothing to the ledger except the verification time of objects it re-read.
+check writes nothing to the ledger except the verification time of objects it re-read; without
+--download or --sample it opens the ledger read-only (nothing created, migrated or written).
+Numbers are digits only: --older-than 24h, 90m, 2d (whole number, unit ms/s/m/h/d).
 
 Examples:
   holdfast check ./photos s3://my-bucket/photos

@@ -23,7 +23,7 @@ export function registerHistory(program: Command): void {
     .addHelpText(
       'after',
       `
-Read-only. Times are UTC.
+Times are UTC.
 
 Examples:
   holdfast history photos/2024/beach.jpg

@@ -22,7 +22,7 @@ export function registerRuns(program: Command): void {
     .addHelpText(
       'after',
       `
-Read-only. Times are UTC.
+Times are UTC.
 
 Examples:
   holdfast runs --limit 5

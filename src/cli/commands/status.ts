@@ -18,10 +18,14 @@ export interface InspectFlags {
 }
 
 export const INSPECT_EXIT_HELP = `
+Read-only: the ledger is never created, migrated or written, so this works on a read-only
+mount or for a user who may only read it, and sees what a running push has committed.
+
 Exit codes:
   0    the answer was printed
   1    usage error, or a destination URL the ledger does not know (the known ones are listed)
-  3    the ledger cannot be opened (none at --state / $HOLDFAST_STATE, or unreadable)`;
+  3    the ledger cannot be opened: none at --state / $HOLDFAST_STATE, unreadable, or in need
+       of a migration (run a writing command such as push once, then try again)`;
 
 /** Runs a read-only command: its JSON or text on stdout, errors on stderr; returns the exit code. */
 export async function runReadOnly<T>(flags: InspectFlags, load: () => Promise<T>, text: (value: T) => string[]): Promise<number> {
@@ -121,7 +125,8 @@ export function registerStatus(program: Command): void {
     .addHelpText(
       'after',
       `
-Read-only: never creates or changes the ledger.
+"tracked" counts the objects the ledger records as stored on the destination (upload_completed
+and delete_pending rows, as --max-delete does); failed or pending uploads are not tracked.
 
 Examples:
   holdfast status

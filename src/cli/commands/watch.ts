@@ -7,7 +7,7 @@ import { EXIT, HoldfastError } from '../../core/errors.js';
 import type { RunReport } from '../../core/report.js';
 import { RunEvents } from '../../engine/events.js';
 import { TEMP_FILE_PATTERNS, watch, type WatchRound } from '../../sync/watch.js';
-import { err, failCommand, interruptSignals, out, pathArg, secondsArg, textArg } from '../common.js';
+import { INPUT_RULES_HELP, err, failCommand, interruptSignals, out, pathArg, secondsArg, textArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { attachCliProgress } from '../progress.js';
 import { addTransferOptions, transferOptionsFrom, type TransferFlags } from './transfer.js';
@@ -56,6 +56,8 @@ Examples:
   holdfast watch /var/backups s3://offsite/host1 file:///mnt/nas/backups
   holdfast watch ./exports s3://bucket/exports --quiet-period 10
   holdfast watch --job nightly            (source, destinations and rules from holdfast.yaml)
+
+${INPUT_RULES_HELP}
 
 Ctrl-C (or SIGTERM) once: the running round finishes its in-flight transfers (up to
 --drain-timeout) and watch exits 0; twice: in-flight transfers are aborted (exit 130;
