@@ -18,6 +18,15 @@ import { parseMaxDelete } from '../../src/sync/sync.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
+/** Runs `fn` over `items`, at most `limit` at a time (each case is a CLI process; they are independent). */
+async function eachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
 describe('strict numbers (core/units.ts)', () => {
   it('a whole number is digits only', () => {
     for (const ok of ['0', '4', '16', '1024']) assert.equal(parseWholeNumber(ok), Number(ok), ok);
@@ -98,11 +107,11 @@ describe('holdfast: hostile command-line input', () => {
       [['--part-size', ' 8MiB'], /'--part-size <size>'/, /size such as 8MiB/],
       [['--multipart-threshold', '1e9'], /'--multipart-threshold <size>'/, /size such as/],
     ];
-    for (const [extra, option, expected] of cases) {
+    await eachLimited(cases, 3, async ([extra, option, expected]) => {
       const r = await runCli([...base, ...extra]);
       assertUsage(r, option, expected);
       assertNothingCreated(r);
-    }
+    });
   });
 
   it('the other commands use the same parsers', async () => {
@@ -118,12 +127,12 @@ describe('holdfast: hostile command-line input', () => {
       [['watch', src, url, '--state', state, '--quiet-period', '1e2'], /'--quiet-period <seconds>'/, /number of seconds/],
       [['pull', url, join(tmp.path, 'restore'), '--state', state, '--transfers', '0x4'], /'--transfers <n>'/, /whole number/],
     ];
-    for (const [args, option, expected] of cases) {
+    await eachLimited(cases, 3, async ([args, option, expected]) => {
       const r = await runCli(args, { timeoutMs: 30_000 });
       assertUsage(r, option, expected);
       assertNothingCreated(r);
       assert.ok(!existsSync(join(tmp.path, 'restore')));
-    }
+    });
   });
 
   it('an empty --state is refused, never read as the current directory', async () => {
@@ -154,27 +163,27 @@ describe('holdfast: hostile command-line input', () => {
       [['push', src, url, '--state', state, '--s3-endpoint', ''], /'--s3-endpoint <url>'/],
       [['sync', src, url, '--state', state, '--backup-dir', ''], /'--backup-dir <url>'/],
     ];
-    for (const [args, what] of cases) {
+    await eachLimited(cases, 3, async ([args, what]) => {
       const r = await runCli(args, { cwd });
       assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^holdfast: HOLDFAST_E_USAGE: /, args.join(' '));
       assert.match(r.stderr, what, args.join(' '));
       assertNothingCreated(r);
-    }
+    });
     assert.deepEqual(readdirSync(cwd), ['here.txt']);
   });
 
   it('--help states the input rules; the inspecting commands say they only read', async () => {
-    for (const cmd of ['push', 'sync', 'watch', 'run', 'pull']) {
+    await eachLimited(['push', 'sync', 'watch', 'run', 'pull'], 3, async (cmd) => {
       const r = await runCli([cmd, '--help']);
       assert.equal(r.code, 0);
       assert.match(r.stdout, /numbers are digits only \(0x10, 1e2, " 4" are refused\); paths and URLs are never empty/, cmd);
       assert.match(r.stdout, /file:\/\/\/absolute\/path \(not file:relative\)/, cmd);
-    }
-    for (const cmd of ['status', 'history', 'runs']) {
+    });
+    await eachLimited(['status', 'history', 'runs'], 3, async (cmd) => {
       const r = await runCli([cmd, '--help']);
       assert.match(r.stdout, /Read-only: the ledger is never created, migrated or written/, cmd);
-    }
+    });
     assert.match((await runCli(['status', '--help'])).stdout, /"tracked" counts the objects the ledger records as stored/);
   });
 
@@ -226,7 +235,7 @@ describe('holdfast: hostile command-line input', () => {
       [`${pathToFileURL(tmp.path).href}/dst/../dst2`, new RegExp(`"\\.\\." segment; write the directory itself: ${pathToFileURL(join(tmp.path, 'dst2')).href.replace(/[/.]/g, '\\$&')}`)],
       [`${pathToFileURL(tmp.path).href}/%2e%2e/dst`, /"%2e%2e" segment/],
     ];
-    for (const [url, hint] of cases) {
+    await eachLimited(cases, 3, async ([url, hint]) => {
       // An endpoint nothing listens on: before the fix these went on to contact it (or wrote a rewritten path).
       const r = await runCli(['push', src, url, '--state', state, '--s3-endpoint', 'http://127.0.0.1:9', '--retries', '1'], {
         env: { AZURE_STORAGE_CONNECTION_STRING: 'DefaultEndpointsProtocol=http;AccountName=a;AccountKey=YQ==;BlobEndpoint=http://127.0.0.1:9/a;' },
@@ -237,6 +246,6 @@ describe('holdfast: hostile command-line input', () => {
       assert.ok(!r.stderr.includes('\t'), 'control characters are not echoed raw');
       assertNothingCreated(r);
       assert.ok(!existsSync(join(tmp.path, 'dst2')));
-    }
+    });
   });
 });
