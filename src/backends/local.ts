@@ -52,6 +52,10 @@ function rootFromUrl(url: URL): string {
   if (url.search !== '' || url.hash !== '') {
     throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: 'a file:// URL takes no "?" or "#" part (write them as %3F and %23 in a directory name)' });
   }
+  // WHATWG parsing already turned "localhost" into no host; any other host is another machine.
+  if (url.host !== '') {
+    throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: `"${url.host}" is not this machine: a file:// URL names a local directory, file:///absolute/path (mount a network share first)` });
+  }
   let path: string;
   try {
     path = fileURLToPath(url);

@@ -263,13 +263,48 @@ export class S3Backend implements Backend {
       }
       const err = classifyError(e, 'HOLDFAST_E_DEST_UNREACHABLE');
       if (err.code === 'HOLDFAST_E_AUTH') {
-        // HeadBucket errors carry no body, so the SDK's message is often just "Forbidden".
-        throw new HoldfastError('HOLDFAST_E_AUTH', { detail: `bucket "${this.bucket}" at ${this.endpointLabel}: ${err.details.detail ?? err.message}` }, { cause: e });
+        throw new HoldfastError('HOLDFAST_E_AUTH', { detail: `bucket "${this.bucket}" at ${this.endpointLabel}: ${await this.refusal(e, err)}` }, { cause: e });
       }
       if (err.code === 'HOLDFAST_E_NETWORK' || err.code === 'HOLDFAST_E_TIMEOUT' || err.code === 'HOLDFAST_E_DEST_UNREACHABLE') {
         throw new HoldfastError('HOLDFAST_E_DEST_UNREACHABLE', { detail: `cannot reach ${this.endpointLabel} for bucket "${this.bucket}": ${err.details.detail ?? err.message}` }, { cause: e });
       }
       throw err;
+    }
+  }
+
+  /**
+   * Which credential was refused, and how: HeadBucket answers carry no body,
+   * so the SDK's own message is often just "UnknownError" or "Forbidden".
+   * Names the access key id and where it came from, never the secret.
+   */
+  private async refusal(e: unknown, err: HoldfastError): Promise<string> {
+    const name = sdkName(e);
+    if (name === 'CredentialsProviderError') {
+      return `no AWS credentials found (${String(err.details.detail ?? err.message)}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE`;
+    }
+    const id = await this.client.config
+      .credentials()
+      .then((c) => c.accessKeyId)
+      .catch(() => undefined);
+    const from =
+      id === undefined
+        ? ''
+        : id === process.env.AWS_ACCESS_KEY_ID
+          ? ' (from AWS_ACCESS_KEY_ID)'
+          : nonEmpty(process.env.AWS_PROFILE) !== undefined
+            ? ` (from profile "${process.env.AWS_PROFILE}")`
+            : ' (from the AWS credential chain)';
+    const key = id === undefined ? 'the credentials' : `access key id "${id}"${from}`;
+    const status = sdkStatus(e);
+    switch (name) {
+      case 'InvalidAccessKeyId':
+        return `${key} is not known to the server`;
+      case 'SignatureDoesNotMatch':
+        return `the secret access key does not belong to ${key}`;
+      case 'ExpiredToken':
+        return `the session token of ${key} has expired`;
+      default:
+        return `${key} was refused${status !== undefined ? ` (HTTP ${status}${/^[A-Za-z]+$/.test(name) && !name.startsWith('Unknown') ? ` ${name}` : ''})` : ''}: the key is unknown, its secret is wrong, or it may not access this bucket`;
     }
   }
 

@@ -2,35 +2,101 @@
 // Ctrl-C, and the mapping from results and errors to exit codes.
 
 import { InvalidArgumentError } from 'commander';
-import { EXIT, classifyError } from '../core/errors.js';
+import { EXIT, classifyError, exitCodeOf } from '../core/errors.js';
 import type { RunReport } from '../core/report.js';
-import { parseSize } from './format.js';
+import { parseDecimal, parseDuration, parseSize, parseWholeNumber } from '../core/units.js';
 
 export const out = (text: string): void => void process.stdout.write(text);
 export const err = (text: string): void => void process.stderr.write(text);
 
-export function sizeArg(value: string): number {
+// Option parsers. Every number an option takes goes through the strict parsers
+// of core/units.ts ("0x10", "1e2", " 4", "" are refused, never read as another
+// number), and every path or URL option refuses an empty value (which would
+// silently mean "the current directory" or "the default"). A refusal names
+// the option and what it expects: commander prefixes "option '--x <n>'
+// argument 'v' is invalid." and main.ts reports it as HOLDFAST_E_USAGE (exit 1).
+
+/** A size: "8MiB", "64M", "1048576" (binary units), at least `min` bytes. */
+export function sizeArg(value: string, min = 1): number {
   const n = parseSize(value);
-  if (n === undefined || n < 1) throw new InvalidArgumentError('expected a size such as 8MiB, 64M or 1048576');
+  if (n === undefined || n < min) throw new InvalidArgumentError(`expected a size such as 8MiB, 64M or 1048576${min > 1 ? ` (at least ${min} bytes)` : ''}`);
   return n;
 }
 
-export function intArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+/** A parser for a whole number from `min` to `max`: digits only. */
+export function wholeNumberArg(min: number, max: number = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value: string): number => {
+    const n = parseWholeNumber(value);
+    if (n === undefined || n < min || n > max) {
+      throw new InvalidArgumentError(`expected a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`} (digits only)`);
+    }
+    return n;
+  };
+}
+
+/** A positive whole number (counts: --retries, --limit, seconds of --drain-timeout...). */
+export const intArg = wholeNumberArg(1);
+
+/** Parallel transfers: the engine's range, said before anything starts. */
+export const transfersArg = wholeNumberArg(1, 1024);
+
+/** Seconds as a decimal number ("2", "0.5"), at least 0. */
+export function secondsArg(value: string): number {
+  const n = parseDecimal(value);
+  if (n === undefined) throw new InvalidArgumentError('expected a number of seconds such as 2 or 0.5 (digits only)');
   return n;
+}
+
+/** A duration in milliseconds: "24h", "30m", "2d", "90s", "0". */
+export function durationArg(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new InvalidArgumentError('expected a whole number with an optional unit (ms, s, m, h, d), such as 24h, 30m, 2d or 0');
+  return ms;
+}
+
+/** A percentage above 0 and at most 100: "10", "10%", "2.5%". */
+export function percentArg(value: string): number {
+  const n = parseDecimal(value.endsWith('%') ? value.slice(0, -1) : value);
+  if (n === undefined || !(n > 0 && n <= 100)) throw new InvalidArgumentError('expected a percentage above 0 and at most 100, such as 10%');
+  return n;
+}
+
+/** --max-delete: a count ("100") or a percentage of tracked objects ("10%"); kept as typed, checked now. */
+export function maxDeleteArg(value: string): string {
+  const m = /^(.*?)(%?)$/.exec(value);
+  const ok = m !== null && (m[2] === '%' ? (parseDecimal(m[1] ?? '') ?? 101) <= 100 : parseWholeNumber(m[1] ?? '') !== undefined);
+  if (!ok) throw new InvalidArgumentError('expected a count such as 100 or a percentage such as 10% (at most 100%)');
+  return value;
+}
+
+/** A path (a directory or a file): anything but the empty string. */
+export function pathArg(value: string): string {
+  if (value === '') throw new InvalidArgumentError('expected a path; an empty one would mean the current directory');
+  return value;
+}
+
+/** A non-empty text value (URLs, names): empty would silently mean "the default". */
+export function textArg(value: string): string {
+  if (value === '') throw new InvalidArgumentError('expected a value; it is empty');
+  return value;
 }
 
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
+export const INPUT_RULES_HELP = `Input: numbers are digits only (0x10, 1e2, " 4" are refused); paths and URLs are never empty;
+a destination URL is taken as typed: file:///absolute/path (not file:relative), no "." or ".."
+segments, no "//" in an s3:// or azure:// prefix.`;
+
 export const EXIT_CODES_HELP = `
+${INPUT_RULES_HELP}
+
 Exit codes:
   0    completed: everything agreed / was done and recorded
-  1    usage or configuration error; nothing was done
+  1    usage or configuration error (an option value, a URL, the config file); nothing was done
   2    finished with failed or partial items; running again retries them
-  3    could not run: source missing, destination or ledger unreachable
+  3    could not run: source missing or unreadable, destination or ledger unavailable
   130  cancelled (Ctrl-C); the ledger is consistent, run again to continue`;
 
 /**
@@ -82,5 +148,5 @@ export function failCommand(e: unknown, json: boolean): number {
   const error = classifyError(e);
   if (json) out(`${JSON.stringify({ status: 'failed', error: { code: error.code, message: error.message } })}\n`);
   err(`holdfast: ${error.code}: ${error.message}\n`);
-  return error.code === 'HOLDFAST_E_CANCELLED' ? EXIT.cancelled : error.exitCode;
+  return exitCodeOf(error);
 }

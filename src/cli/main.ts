@@ -13,7 +13,7 @@ import { Command, CommanderError } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EXIT, HoldfastError, classifyError } from '../core/errors.js';
+import { EXIT, HoldfastError, classifyError, exitCodeOf } from '../core/errors.js';
 import { err } from './common.js';
 import { registerPush } from './commands/push.js';
 import { registerSync } from './commands/sync.js';
@@ -49,6 +49,9 @@ export function buildProgram(): Command {
     .name('holdfast')
     .description('Move files to object storage and never lose track of them.\nA ledger records, for every object on every destination, what was intended and what happened.')
     .version(VERSION, '-V, --version')
+    // Argument errors found by the parser are usage errors like any other:
+    // one `holdfast: HOLDFAST_E_USAGE: …` line naming the option and what it expects.
+    .configureOutput({ outputError: (text, write) => write(`holdfast: HOLDFAST_E_USAGE: ${text.replace(/^error: /, '')}`) })
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerPush(program);
@@ -76,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const error = e instanceof HoldfastError ? e : classifyError(e);
     err(`holdfast: ${error.code}: ${error.message}\n`);
-    return error.exitCode;
+    return exitCodeOf(error);
   }
 }
 

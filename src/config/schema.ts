@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BackendOptions } from '../backends/backend.js';
 import { parseDestinationUrl, redactUrl } from '../backends/registry.js';
-import { parseSize } from '../core/units.js';
+import { parseSize, parseWholeNumber } from '../core/units.js';
 import { compileExcludes } from '../scan/ignore.js';
 import { parseMaxDelete } from '../sync/sync.js';
 import { didYouMean, type IssueList } from './diagnostics.js';
@@ -289,7 +289,7 @@ class Reader {
     else if (node.kind === 'scalar' && typeof node.value === 'string') {
       const s = this.expand(node.value, node, field);
       if (s === undefined) return undefined;
-      n = /^\s*\d+\s*$/.test(s) ? Number(s) : NaN;
+      n = parseWholeNumber(s) ?? NaN;
     }
     if (n === undefined || !Number.isInteger(n) || n < min || n > max) {
       this.error(where(node), field, `expected a whole number from ${min} to ${max}, got ${describe(node)}`);

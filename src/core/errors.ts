@@ -191,6 +191,17 @@ export function classifyError(e: unknown, fallback: ErrorCode = 'HOLDFAST_E_INTE
   return new HoldfastError(fallback, d, { cause: e });
 }
 
+/**
+ * The exit code of a command that `e` stopped before there was a run to
+ * report. A per-file kind of error (exit 2) raised there concerned the whole
+ * run — the source root cannot be read, say — so the run could not start: 3.
+ * (Once a run has started, its report decides: docs/cli.md#exit-codes.)
+ */
+export function exitCodeOf(e: HoldfastError): number {
+  if (e.code === 'HOLDFAST_E_CANCELLED') return EXIT.cancelled;
+  return e.exitCode === EXIT.partial ? EXIT.cannotRun : e.exitCode;
+}
+
 /** The reason an AbortSignal was aborted, as a HoldfastError (for `throw`). */
 export function cancelledError(signal?: AbortSignal): HoldfastError {
   return new HoldfastError('HOLDFAST_E_CANCELLED', {}, { cause: signal?.reason });

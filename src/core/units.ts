@@ -1,13 +1,46 @@
-// Units people write in options and configuration files.
+// Units people write in options and configuration files, parsed strictly: one
+// spelling per value. `Number()` would take "0x10", "1e2", " 4", "" (0) and
+// "4.0", and a typo must be an error, not a different number.
 
-const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)?$/i;
+const WHOLE_RE = /^[0-9]+$/;
+const DECIMAL_RE = /^[0-9]+(?:\.[0-9]+)?$/;
+const SIZE_RE = /^([0-9]+(?:\.[0-9]+)?) ?(b|k|kb|kib|m|mb|mib|g|gb|gib|t|tb|tib)?$/i;
+const DURATION_RE = /^([0-9]+)(ms|s|m|h|d)?$/i;
+const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "16MiB", "64M", "1.5GiB", "4096" (binary units: K = 1024). */
+/**
+ * A whole number written with ASCII digits only: "16", "0". Not "0x10",
+ * "1e2", " 4", "4.0", "+4", "-1" or "". Undefined when not one (or beyond 2^53).
+ */
+export function parseWholeNumber(text: string): number | undefined {
+  if (!WHOLE_RE.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** A non-negative decimal number: "2", "0.5". Not "1e2", ".5", "5.", " 2" or "". */
+export function parseDecimal(text: string): number | undefined {
+  if (!DECIMAL_RE.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** Parses "16MiB", "64M", "1.5GiB", "4096", "16 MiB" (binary units: K = 1024); nothing around it. */
 export function parseSize(text: string): number | undefined {
-  const m = SIZE_RE.exec(text.trim());
+  const m = SIZE_RE.exec(text);
   if (!m) return undefined;
   const unit = (m[2] ?? 'b').toLowerCase()[0] ?? 'b';
   const mult = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit] ?? 1;
   const v = Math.round(Number(m[1]) * mult);
   return Number.isSafeInteger(v) ? v : undefined;
+}
+
+/** Parses a duration in milliseconds: "24h", "30m", "2d", "90s", "500ms", "0" (a bare number is seconds). */
+export function parseDuration(text: string): number | undefined {
+  const m = DURATION_RE.exec(text);
+  if (!m) return undefined;
+  const n = parseWholeNumber(m[1] ?? '');
+  if (n === undefined) return undefined;
+  const ms = n * (UNIT_MS[(m[2] ?? 's').toLowerCase()] ?? 1000);
+  return Number.isSafeInteger(ms) ? ms : undefined;
 }

@@ -259,4 +259,11 @@ export interface OpenLedgerOptions {
   readonly url?: string;
   /** Milliseconds to wait on a locked database before failing (SQLite busy_timeout). */
   readonly busyTimeoutMs?: number;
+  /**
+   * Read an existing ledger only (status, history, runs, check): nothing is
+   * created or written, a missing ledger is HOLDFAST_E_LEDGER_OPEN, and one
+   * that needs a migration is refused with a message saying to run a
+   * writing command first. Writing methods then fail.
+   */
+  readonly readOnly?: boolean;
 }

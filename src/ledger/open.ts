@@ -1,6 +1,7 @@
 // Choosing and opening a ledger from options: the state directory for the
 // embedded SQLite ledger, or (later) a PostgreSQL URL.
 
+import { statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { HoldfastError } from '../core/errors.js';
@@ -37,8 +38,31 @@ export async function openLedger(options: OpenLedgerOptions = {}): Promise<Ledge
     throw new HoldfastError('HOLDFAST_E_CONFIG', { detail: `unsupported ledger URL (expected postgres://...): ${redact(options.url)}` });
   }
   if (options.inMemory === true) return openSqliteLedger(MEMORY);
+  if (options.stateDir === '') {
+    // path.join('', 'holdfast.db') would quietly put the ledger in the current directory.
+    throw new HoldfastError('HOLDFAST_E_USAGE', { detail: 'the state directory is empty; give a path (or leave it out for the default)' });
+  }
   const stateDir = options.stateDir ?? defaultStateDir();
-  return openSqliteLedger(ledgerPath(stateDir), options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs });
+  return openSqliteLedger(ledgerPath(stateDir), {
+    ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+    ...(options.readOnly === true ? { readOnly: true } : {}),
+  });
+}
+
+/**
+ * Whether the state directory holds a ledger file. False only when it (or the
+ * directory) does not exist; any other failure (EACCES, EIO...) is thrown as
+ * HOLDFAST_E_LEDGER_OPEN, never taken for "no ledger" (which would read as empty).
+ */
+export function ledgerExists(stateDir: string): boolean {
+  const file = ledgerPath(stateDir);
+  try {
+    statSync(file);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw new HoldfastError('HOLDFAST_E_LEDGER_OPEN', { path: file, detail: (e as Error).message }, { cause: e });
+  }
 }
 
 /** A URL as it may be shown: without its password. */

@@ -25,7 +25,8 @@
 // excluded keys are deleted remotely is the planner's decision (it can ask
 // `excludesPath`).
 
-import { readFileSync } from 'node:fs';
+import { opendirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import picomatch from 'picomatch/posix.js';
 import { HoldfastError } from '../core/errors.js';
 
@@ -129,10 +130,27 @@ class CompiledExcludes implements Matcher {
  * that exists) into a Matcher. An unreadable or invalid ignore file is a
  * configuration error, never silently ignored: a forgotten exclude would
  * upload what the user meant to keep private.
+ *
+ * The ignore file's directory is the source root, and it is read first: a
+ * root that cannot be listed (no read or search permission, an I/O error) is
+ * the source's own error, HOLDFAST_E_SOURCE_UNREADABLE for the root, which
+ * stops the command before the run starts (exit 3) — not a "cannot read
+ * .holdfastignore" configuration error about a file that may not even exist.
  */
 export function compileExcludes(patterns: readonly string[], opts: { ignoreFile?: string } = {}): Matcher {
   const all: string[] = [];
   if (opts.ignoreFile !== undefined) {
+    const root = dirname(opts.ignoreFile);
+    try {
+      const dir = opendirSync(root);
+      try {
+        dir.readSync();
+      } finally {
+        dir.closeSync();
+      }
+    } catch (e) {
+      throw new HoldfastError('HOLDFAST_E_SOURCE_UNREADABLE', { path: root, detail: (e as Error).message }, { cause: e });
+    }
     let text: string | undefined;
     try {
       text = readFileSync(opts.ignoreFile, 'utf8');

@@ -15,7 +15,6 @@
 // matched; that is the only thing `check` writes to the ledger.
 
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Backend, BackendOptions, MultipartUploadInfo, ObjectInfo } from '../backends/backend.js';
@@ -26,7 +25,7 @@ import type { DestinationRow, ObjectRow, SourceFile } from '../core/types.js';
 import { Limiter } from '../engine/limiter.js';
 import { DEFAULT_RETRY, backoffDelay, sleep, withRetry, type RetryPolicy } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, ledgerPath, openLedger } from '../ledger/open.js';
+import { defaultStateDir, ledgerExists, openLedger } from '../ledger/open.js';
 import { mergeJoin, sameMtimeMs, type JoinedKey } from '../scan/change-detection.js';
 import { IGNORE_FILE, MATCH_NOTHING, compileExcludes, type Matcher } from '../scan/ignore.js';
 import { compareKeys } from '../scan/key-order.js';
@@ -296,7 +295,7 @@ export interface ConsistencySession {
  * `write` false nothing is created: not the destination, not the ledger file
  * (a missing ledger is read as an empty one), not the destination's row.
  */
-export async function openConsistencySession(options: ConsistencyOptions, mode: { readonly write: boolean }): Promise<ConsistencySession> {
+export async function openConsistencySession(options: ConsistencyOptions, mode: { readonly write: boolean; readonly recordsVerification?: boolean }): Promise<ConsistencySession> {
   const transfers = options.transfers ?? 8;
   if (!Number.isInteger(transfers) || transfers < 1 || transfers > 1024) {
     throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `transfers must be an integer from 1 to 1024, got ${transfers}` });
@@ -326,8 +325,9 @@ export async function openConsistencySession(options: ConsistencyOptions, mode: 
     if (ledger === undefined) {
       const stateDir = options.stateDir ?? defaultStateDir();
       // Reading must not create a ledger: without one, everything is judged against an empty ledger.
-      const inMemory = !mode.write && !existsSync(ledgerPath(stateDir));
-      ledger = await openLedger(inMemory ? { inMemory: true } : { stateDir });
+      const inMemory = !mode.write && !ledgerExists(stateDir);
+      // Only verification times are ever written by a check: without re-reads, the ledger is opened read-only.
+      ledger = await openLedger(inMemory ? { inMemory: true } : { stateDir, ...(mode.write || mode.recordsVerification === true ? {} : { readOnly: true }) });
     }
     const destination = mode.write ? await ledger.ensureDestination(backend) : await ledger.getDestination(backend);
     const opened = ledger;
@@ -607,7 +607,7 @@ function validateCheckOptions(o: CheckOptions): void {
  */
 export async function check(options: CheckOptions): Promise<CheckReport> {
   validateCheckOptions(options);
-  const session = await openConsistencySession(options, { write: false });
+  const session = await openConsistencySession(options, { write: false, recordsVerification: options.download === true || (options.samplePercent ?? 0) > 0 });
   try {
     return await runCheck(session, options);
   } finally {

@@ -6,13 +6,12 @@
 // grouped query over the (destination, status, key) index, and lists of
 // items are index ranges with a LIMIT, never scans.
 
-import { existsSync } from 'node:fs';
 import { openBackend } from '../backends/registry.js';
 import { HoldfastError } from '../core/errors.js';
 import { IN_PROGRESS_STATUSES, OBJECT_STATUSES, type ObjectStatus } from '../core/status.js';
 import type { DestinationRow, ObjectRow, RunRow, RunStatus } from '../core/types.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, ledgerPath, openLedger } from '../ledger/open.js';
+import { defaultStateDir, openLedger } from '../ledger/open.js';
 import { isLeaseStale } from './owner.js';
 
 export interface InspectOptions {
@@ -60,7 +59,12 @@ export interface DestinationStatus {
   readonly kind: string;
   /** Every status, zero or not: count of rows and their bytes. */
   readonly objects: Record<ObjectStatus, { count: number; bytes: number }>;
-  /** Rows not deleted (every status but delete_completed): what the ledger tracks on this destination. */
+  /**
+   * What the ledger tracks on this destination: rows `upload_completed` or
+   * `delete_pending` (objects it recorded as stored there and not yet
+   * deleted), the same count `--max-delete` takes its percentage of. A failed
+   * or pending upload is not tracked: nothing of it is recorded as stored.
+   */
   readonly tracked: { readonly count: number; readonly bytes: number };
   readonly lastRun: RunSummary | null;
   readonly health: {
@@ -112,6 +116,8 @@ export interface RunsReport {
 }
 
 const DEFAULT_ITEM_LIMIT = 20;
+/** Statuses counted as "tracked" (docs/cli.md, --max-delete). */
+const TRACKED_STATUSES: readonly ObjectStatus[] = ['upload_completed', 'delete_pending'];
 /** In-progress rows read to find the stale ones: normally a handful (the claim batches of live runs). */
 const IN_PROGRESS_SCAN = 1000;
 
@@ -122,15 +128,8 @@ function iso(ms: number | null): IsoTime | null {
 /** Opens the existing ledger for reading; there being none is an error (exit 3), never a reason to create one. */
 async function withLedger<T>(opts: InspectOptions, fn: (ledger: Ledger) => Promise<T>): Promise<T> {
   if (opts.ledger !== undefined) return fn(opts.ledger);
-  const stateDir = opts.stateDir ?? defaultStateDir();
-  const file = ledgerPath(stateDir);
-  if (!existsSync(file)) {
-    throw new HoldfastError('HOLDFAST_E_LEDGER_OPEN', {
-      path: file,
-      detail: 'there is no ledger here (nothing was pushed with this state directory); point --state or HOLDFAST_STATE at the one to read',
-    });
-  }
-  const ledger = await openLedger({ stateDir });
+  // Read-only: a missing ledger is an error (never created), a read-only mount or a ledger the user may only read is fine.
+  const ledger = await openLedger({ stateDir: opts.stateDir ?? defaultStateDir(), readOnly: true });
   try {
     return await fn(ledger);
   } finally {
@@ -209,9 +208,9 @@ export async function status(opts: InspectOptions & { readonly destination?: str
     for (const d of destinations) {
       const objects = Object.fromEntries(OBJECT_STATUSES.map((s) => [s, { count: 0, bytes: 0 }])) as Record<ObjectStatus, { count: number; bytes: number }>;
       for (const c of counts) if (c.destinationId === d.id) objects[c.status] = { count: c.count, bytes: c.bytes };
+      // The same "tracked" as --max-delete's percentage (plan.ts): objects the ledger says are on the destination.
       const tracked = { count: 0, bytes: 0 };
-      for (const s of OBJECT_STATUSES) {
-        if (s === 'delete_completed') continue;
+      for (const s of TRACKED_STATUSES) {
         tracked.count += objects[s].count;
         tracked.bytes += objects[s].bytes;
       }

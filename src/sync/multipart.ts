@@ -17,6 +17,7 @@ import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Capabilities, MultipartApi, PutResult, UploadedPart } from '../backends/backend.js';
 import { classifyError, HoldfastError } from '../core/errors.js';
+import { withRequestSignal } from '../core/abort.js';
 import type { ObjectRow } from '../core/types.js';
 import type { Limiter } from '../engine/limiter.js';
 import { withRetry } from '../engine/retry.js';
@@ -149,7 +150,8 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
       const partNumber = n;
       const send = (async (): Promise<UploadedPart> => {
         try {
-          const part = await withRetry(() => mp.uploadPart(key, id, partNumber, buf, { signal: sibling.signal }), { ...retry, signal: sibling.signal });
+          // Its own signal: the SDK's listeners (and the retry's) go there, not on the one all parts share.
+          const part = await withRequestSignal(sibling.signal, (partSignal) => withRetry(() => mp.uploadPart(key, id, partNumber, buf, { signal: partSignal }), { ...retry, signal: partSignal }));
           const ok = await withRetry(
             () => ctx.ledger.recordPart({ objectId: row.id, uploadId: id, partNumber, size: len, etag: part.etag, checksum: part.checksum ?? null }, attemptId),
             ledgerRetry,

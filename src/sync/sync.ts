@@ -5,6 +5,7 @@
 
 import { HoldfastError } from '../core/errors.js';
 import type { RunReport } from '../core/report.js';
+import { parseDecimal, parseWholeNumber } from '../core/units.js';
 import { runTransfer, type TransferOptions } from './run.js';
 
 export interface SyncOptions extends TransferOptions {
@@ -25,14 +26,14 @@ export function parseMaxDelete(value: string | number | undefined): { maxCount?:
     if (!Number.isInteger(value) || value < 0) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `max-delete must be a whole number or a percentage, got ${value}` });
     return { maxCount: value };
   }
-  const m = /^(\d+(?:\.\d+)?)(%)?$/.exec(value.trim());
-  if (!m) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `max-delete must be a count like 100 or a percentage like 10%, got "${value}"` });
-  const n = Number(m[1]);
-  if (m[2]) {
+  // Strict: "100" or "10%", nothing around them (core/units.ts).
+  const percent = value.endsWith('%');
+  const n = percent ? parseDecimal(value.slice(0, -1)) : parseWholeNumber(value);
+  if (n === undefined) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `max-delete must be a count like 100 or a percentage like 10%, got "${value}"` });
+  if (percent) {
     if (n > 100) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `max-delete percentage must be at most 100%, got "${value}"` });
     return { maxPercent: n };
   }
-  if (!Number.isInteger(n)) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `max-delete count must be a whole number, got "${value}"` });
   return { maxCount: n };
 }
 

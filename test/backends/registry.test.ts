@@ -43,6 +43,45 @@ describe('backend registry', () => {
     assert.equal((await error(openBackend('s3://bucket/a//b'))).code, 'HOLDFAST_E_BAD_URL');
   });
 
+  it('URLs a parser would rewrite are refused as typed, with the spelling to use', async () => {
+    const cases: [string, RegExp][] = [
+      ['file:relative', /"file:relative": a file: URL must name an absolute path: file:\/\/\/absolute\/path \(for "relative" here: file:\/\/\//],
+      ['file:./backup', /must name an absolute path/],
+      ['file:', /names no directory/],
+      ['file:/abs', /three slashes: file:\/\/\/abs/],
+      ['file://host/path', /"host" is not this machine/],
+      ['file:///a/../b', /".." segment; write the directory itself: file:\/\/\/b/],
+      ['file:///a/%2E/b', /"%2E" segment/],
+      ['s3://bkt/../x', /"s3:\/\/bkt\/..\/x": the prefix has a ".." segment/],
+      ['s3://bkt/%2e%2e/x', /"%2e%2e" segment/],
+      ['s3://bkt/./x', /"\." segment/],
+      ['s3://bkt//x', /empty segment/],
+      ['s3://bkt//', /empty segment/],
+      ['azure://cont/../x', /".." segment/],
+      ['azure://cont//x', /empty segment/],
+      ['s3://bkt/a\nb', /control character/],
+      [' s3://bkt/x', /surrounding spaces/],
+    ];
+    for (const [url, message] of cases) {
+      const e = await error(openBackend(url, { s3Endpoint: 'http://127.0.0.1:1' }));
+      assert.equal(e.code, 'HOLDFAST_E_BAD_URL', url);
+      assert.match(e.message, message, url);
+    }
+    // Still accepted: a trailing slash, localhost, a bucket alone.
+    for (const url of ['s3://bkt/', 's3://bkt', 's3://bkt/a/b/']) await (await openBackend(url, { s3Endpoint: 'http://127.0.0.1:1' })).close();
+    await withTempDir('holdfast-reg-', async (dir) => {
+      const b = await openBackend(`file://localhost${pathToFileURL(dir).pathname}/`);
+      assert.equal(b.url, pathToFileURL(dir).href);
+    });
+  });
+
+  it('a file:// URL object with another host is refused by the backend itself', async () => {
+    const { createBackend } = await import('../../src/backends/local.js');
+    const e = await error(createBackend(new URL('file://nas/backup'), {}));
+    assert.equal(e.code, 'HOLDFAST_E_BAD_URL');
+    assert.match(e.message, /"nas" is not this machine/);
+  });
+
   it('s3 URLs with credentials are refused without echoing the secret', async () => {
     const e = await error(openBackend('s3://AKIAXXX:topsecret@bucket/prefix'));
     assert.equal(e.code, 'HOLDFAST_E_BAD_URL');

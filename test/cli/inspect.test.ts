@@ -85,7 +85,8 @@ describe('holdfast status / history / runs', () => {
     assert.deepEqual(b.objects.upload_completed, { count: 2, bytes: 16 });
     assert.deepEqual(b.objects.upload_failed, { count: 1, bytes: 12 });
     assert.equal(b.objects.upload_pending.count, 0);
-    assert.deepEqual(b.tracked, { count: 3, bytes: 28 });
+    // "Tracked" is what the ledger records as stored there (upload_completed, delete_pending), as for --max-delete: not the failed file.
+    assert.deepEqual(b.tracked, { count: 2, bytes: 16 });
     assert.equal(b.lastRun?.status, 'partial');
     assert.deepEqual((b.lastRun?.summary as { uploads: unknown }).uploads, { completed: 2, failed: 1, partial: 0, skipped: 0, recovered: 0, fenced: 0 });
     assert.equal(b.health.lastStatus, 'partial');
@@ -121,6 +122,7 @@ describe('holdfast status / history / runs', () => {
       assert.ok(line.endsWith(bytes!), line);
       assert.equal(line.indexOf(`${count} `) + 1, header.indexOf('objects') + 'objects'.length, line);
     }
+    assert.match(r.stdout, /^ {2}tracked: 2 object\(s\), 16 B stored \(upload_completed \+ delete_pending\)$/m);
     assert.match(r.stdout, /last run: #2 push partial/);
     assert.match(r.stdout, /"secret\\nfile\.txt"\s+upload_failed\s+1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+HOLDFAST_E_SOURCE_UNREADABLE/);
     assert.ok(!r.stdout.includes('secret\nfile'), 'a raw newline never reaches the output (keys nor messages)');
@@ -261,7 +263,8 @@ describe('status() on states pushes rarely leave', () => {
       );
       assert.equal(d.needsAttention, 25 + 2 + 2);
       assert.equal(d.objects.upload_in_progress.count, 3);
-      assert.equal(d.tracked.count, 30);
+      // Tracked: recorded as stored there, i.e. the 2 pending deletes; not the 25 failed nor the 3 in progress.
+      assert.equal(d.tracked.count, 2);
       assert.equal(d.lastRun, null);
     } finally {
       await ledger.close();

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERROR_CODES, EXIT, HoldfastError, classifyError } from '../../src/core/errors.js';
+import { ERROR_CODES, EXIT, HoldfastError, classifyError, exitCodeOf, type ErrorCode } from '../../src/core/errors.js';
 import { repoRoot } from '../helpers/paths.js';
 
 const docsPath = join(repoRoot(), 'docs', 'errors.md');
@@ -24,6 +24,30 @@ describe('error registry', () => {
       assert.ok(exits.has(spec.exit), `${code} has exit ${spec.exit}`);
       assert.ok(spec.http >= 400 && spec.http < 600, `${code} has http ${spec.http}`);
     }
+  });
+
+  it('each code heads a row of the table for its exit code ("… — exit N") in docs/errors.md', () => {
+    const doc = readFileSync(docsPath, 'utf8');
+    const seen = new Set<string>();
+    for (const part of doc.split(/^## /m).slice(1)) {
+      const heading = part.slice(0, part.indexOf('\n'));
+      const exit = /exit (\d+)/.exec(heading);
+      if (!exit) continue;
+      for (const m of part.matchAll(/^\| `(HOLDFAST_E_[A-Z_]+)` \|/gm)) {
+        const code = m[1] as ErrorCode;
+        assert.ok(code in ERROR_CODES, `${code} in "${heading}" does not exist`);
+        assert.equal(ERROR_CODES[code].exit, Number(exit[1]), `${code} is listed under "${heading}" but exits ${ERROR_CODES[code].exit}`);
+        seen.add(code);
+      }
+    }
+    for (const code of Object.keys(ERROR_CODES)) assert.ok(seen.has(code), `${code} heads no row of an exit-code table`);
+  });
+
+  it('a command stopped before its run exits by the code, a per-file kind meaning "could not run" (3)', () => {
+    assert.equal(exitCodeOf(new HoldfastError('HOLDFAST_E_USAGE', { detail: 'x' })), 1);
+    assert.equal(exitCodeOf(new HoldfastError('HOLDFAST_E_LEDGER_WRITE', { detail: 'x' })), 3);
+    assert.equal(exitCodeOf(new HoldfastError('HOLDFAST_E_SOURCE_UNREADABLE', { path: '/src', detail: 'EACCES' })), 3);
+    assert.equal(exitCodeOf(new HoldfastError('HOLDFAST_E_CANCELLED')), 130);
   });
 
   it('renders details into the message', () => {

@@ -25,20 +25,20 @@ export interface CliResult {
 /** Starts the CLI and returns the child (to signal it) and a promise of its result. */
 export function startCli(
   args: readonly string[],
-  opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number } = {},
+  opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number; cwd?: string } = {},
 ): { child: ChildProcess; done: Promise<CliResult> } {
   let child!: ChildProcess;
   const done = runCliWith(args, opts, (c) => (child = c));
   return { child, done };
 }
 
-export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
   return runCliWith(args, opts, () => undefined);
 }
 
 function runCliWith(
   args: readonly string[],
-  opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number },
+  opts: { env?: NodeJS.ProcessEnv; uid?: number; gid?: number; timeoutMs?: number; cwd?: string },
   onSpawn: (child: ChildProcess) => void,
 ): Promise<CliResult> {
   const spawnOpts: SpawnOptions = {
@@ -46,6 +46,7 @@ function runCliWith(
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
     ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
+    ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
   };
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI_PATH, ...args], spawnOpts);

@@ -3,11 +3,11 @@
 // Exit 0: everything agrees; 2: inconsistencies found; 3: the check could not run.
 
 import { setMaxListeners } from 'node:events';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { CHECK_CATEGORIES, DEFAULT_MAX_FINDINGS, check, type CheckCategory, type CheckFindings, type CheckReport } from '../../sync/check.js';
-import { collect, err, failCommand, intArg, out } from '../common.js';
+import { collect, durationArg, err, failCommand, intArg, out, pathArg, percentArg, transfersArg, wholeNumberArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { addDestinationOptions, backendOptionsFrom } from './transfer.js';
 
@@ -27,36 +27,6 @@ interface CheckFlags {
   json?: boolean;
 }
 
-const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i;
-const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** Parses "24h", "30m", "2d", "90s", "0" (a bare number is seconds). */
-export function parseDuration(value: string): number | undefined {
-  const m = DURATION_RE.exec(value.trim());
-  if (!m) return undefined;
-  const ms = Number(m[1]) * (UNIT_MS[(m[2] ?? 's').toLowerCase()] ?? 1000);
-  return Number.isFinite(ms) ? Math.round(ms) : undefined;
-}
-
-export function durationArg(value: string): number {
-  const ms = parseDuration(value);
-  if (ms === undefined) throw new InvalidArgumentError('expected a duration such as 24h, 30m, 2d or 0');
-  return ms;
-}
-
-function percentArg(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*%?$/.exec(value.trim());
-  const n = m ? Number(m[1]) : NaN;
-  if (!(n > 0 && n <= 100)) throw new InvalidArgumentError('expected a percentage above 0 and at most 100, such as 10%');
-  return n;
-}
-
-function countArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
-  return n;
-}
-
 /** One line per category: what it means and who repairs it. */
 export const CATEGORY_HELP: Readonly<Record<CheckCategory, string>> = {
   missing: 'source files not on the destination yet (push uploads them)',
@@ -72,7 +42,7 @@ export function registerCheck(program: Command): void {
   const cmd = program
     .command('check')
     .description('Compare a directory, the ledger and the destination, and report where they disagree (changes nothing).')
-    .argument('<source-dir>', 'the local directory that is pushed to the destination')
+    .argument('<source-dir>', 'the local directory that is pushed to the destination', pathArg)
     .argument('<destination-url>', 'file:///absolute/path, s3://bucket/prefix, azure://container/prefix or gdrive://folder-id');
   addDestinationOptions(cmd)
     .option('--exclude <glob>', 'leave out matching paths, as push does (repeatable; .holdfastignore is read too)', collect, [] as string[])
@@ -80,8 +50,8 @@ export function registerCheck(program: Command): void {
     .option('--download', 're-read every object and compare its SHA-256 with the ledger (slow: reads everything)')
     .option('--sample <percent>', 're-read this share of the objects, least recently verified first (e.g. 10%)', percentArg)
     .addOption(new Option('--older-than <duration>', 'multipart uploads unknown to the ledger count as stale after this long').argParser(durationArg).default(24 * 3_600_000, '24h'))
-    .option('--max-findings <n>', 'findings kept per category (counts are always exact)', countArg, DEFAULT_MAX_FINDINGS)
-    .option('--transfers <n>', 'parallel reads for --download and --sample', intArg)
+    .option('--max-findings <n>', 'findings kept per category (counts are always exact)', wholeNumberArg(0), DEFAULT_MAX_FINDINGS)
+    .option('--transfers <n>', 'parallel reads for --download and --sample, 1 to 1024', transfersArg)
     .option('--retries <n>', 'attempts per operation for transient errors', intArg, 5)
     .option('--json', 'print the report as one JSON object on stdout')
     .addHelpText(
@@ -92,7 +62,9 @@ ${CHECK_CATEGORIES.map((c) => `  ${c.padEnd(16)} ${CATEGORY_HELP[c]}`).join('\n'
 
 The comparison streams all three sides in key order: memory stays flat however many objects
 there are. Without --download or --sample no object is read, only listed (size and etag).
-check writes nothing to the ledger except the verification time of objects it re-read.
+check writes nothing to the ledger except the verification time of objects it re-read; without
+--download or --sample it opens the ledger read-only (nothing created, migrated or written).
+Numbers are digits only: --older-than 24h, 90m, 2d (whole number, unit ms/s/m/h/d).
 
 Examples:
   holdfast check ./photos s3://my-bucket/photos

@@ -7,9 +7,9 @@ import { EXIT } from '../../core/errors.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { DEFAULT_MAX_FINDINGS } from '../../sync/check.js';
 import { cleanup, type CleanupAction, type CleanupReport } from '../../sync/cleanup.js';
-import { collect, failCommand, intArg, interruptSignals, out } from '../common.js';
+import { collect, durationArg, failCommand, intArg, interruptSignals, maxDeleteArg, out, pathArg, transfersArg } from '../common.js';
 import { displayKey, formatDuration } from '../format.js';
-import { durationArg, registerCheck } from './check.js';
+import { registerCheck } from './check.js';
 import { addDestinationOptions, backendOptionsFrom } from './transfer.js';
 
 interface CleanupFlags {
@@ -48,7 +48,7 @@ export function registerCleanup(program: Command): void {
     .argument('<destination-url>', 'file:///absolute/path, s3://bucket/prefix, azure://container/prefix or gdrive://folder-id');
   addDestinationOptions(cmd)
     .option('--apply', 'act; without it cleanup only prints what it would do and changes nothing')
-    .option('--source <dir>', 'the source directory (needed by --adopt only)')
+    .option('--source <dir>', 'the source directory (needed by --adopt only)', pathArg)
     .option('--adopt', 'record orphaned objects that equal the source file of the same key (holdfast-sha256) instead of deleting them')
     .option('--delete-orphans', 'with --adopt: also delete orphaned objects that could not be adopted')
     .option(
@@ -57,11 +57,11 @@ export function registerCleanup(program: Command): void {
     )
     .option('--requeue-mismatches', 'requeue objects that differ from the ledger (size, etag; with --download also content), so the next push sends them again')
     .option('--download', 're-read every object, as check --download does, so content mismatches are found too')
-    .option('--max-delete <n|n%>', 'most deletions per run, a count or a percentage of tracked objects; above it nothing is deleted', '50%')
+    .option('--max-delete <n|n%>', 'most deletions per run, a count or a percentage of tracked objects; above it nothing is deleted', maxDeleteArg, '50%')
     .addOption(new Option('--older-than <duration>', 'multipart uploads unknown to the ledger count as stale after this long').argParser(durationArg).default(24 * 3_600_000, '24h'))
     .option('--exclude <glob>', 'with --source: leave out matching paths, as push does (repeatable)', collect, [] as string[])
     .option('--follow-symlinks', 'with --source: follow symbolic links')
-    .option('--transfers <n>', 'parallel requests (heads, deletes)', intArg)
+    .option('--transfers <n>', 'parallel requests (heads, deletes), 1 to 1024', transfersArg)
     .option('--retries <n>', 'attempts per operation for transient errors', intArg, 5)
     .option('--no-fsync', 'file:// destinations: do not fsync after deletes (for tests)')
     .option('--json', 'print the report as one JSON object on stdout')

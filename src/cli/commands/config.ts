@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { redactUrl } from '../../backends/registry.js';
 import { describeRule, formatWarnings, loadConfig, type Config, type JobConfig, type LoadedConfig } from '../../config/index.js';
 import { EXIT } from '../../core/errors.js';
-import { err, failCommand, out } from '../common.js';
+import { err, failCommand, out, pathArg } from '../common.js';
 import { formatBytes } from '../format.js';
 import { CONFIG_OPTION_HELP } from './run.js';
 
@@ -21,7 +21,7 @@ export function registerConfig(program: Command): void {
   config
     .command('check')
     .description('Validate the configuration file and show each job: source, destinations (secrets hidden) and rules.')
-    .option('-c, --config <file>', CONFIG_OPTION_HELP)
+    .option('-c, --config <file>', CONFIG_OPTION_HELP, pathArg)
     .option('--json', 'print the resolved configuration as one JSON object on stdout')
     .addHelpText(
       'after',

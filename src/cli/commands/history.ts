@@ -3,6 +3,7 @@
 
 import type { Command } from 'commander';
 import { history } from '../../sync/inspect.js';
+import { pathArg, textArg } from '../common.js';
 import { displayKey } from '../format.js';
 import { formatTable, oneLine } from '../table.js';
 import { INSPECT_EXIT_HELP, runReadOnly, shortTime, type InspectFlags } from './status.js';
@@ -16,13 +17,13 @@ export function registerHistory(program: Command): void {
     .command('history')
     .description('Show every recorded transition of one object: run, time, from → to, attempt, error, note.')
     .argument('<key>', 'the object key (the source-relative path, "/"-separated)')
-    .option('--destination <url>', 'only this destination (default: every destination that has the key)')
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)')
+    .option('--destination <url>', 'only this destination (default: every destination that has the key)', textArg)
+    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
     .option('--json', 'print one JSON object on stdout')
     .addHelpText(
       'after',
       `
-Read-only. Times are UTC.
+Times are UTC.
 
 Examples:
   holdfast history photos/2024/beach.jpg

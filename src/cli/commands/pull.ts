@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { RunEvents } from '../../engine/events.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { pull, type PullReport } from '../../sync/pull.js';
-import { EXIT_CODES_HELP, exitCodeFor, failCommand, intArg, interruptSignals, out } from '../common.js';
+import { EXIT_CODES_HELP, exitCodeFor, failCommand, intArg, interruptSignals, out, pathArg, transfersArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { attachCliProgress } from '../progress.js';
 import { oneLine } from '../table.js';
@@ -34,13 +34,13 @@ export function registerPull(program: Command): void {
     .command('pull')
     .description('Restore a destination into a local directory, verifying every object against its SHA-256.')
     .argument('<destination-url>', 'file:///absolute/path, s3://bucket/prefix, azure://container/prefix or gdrive://folder-id to restore from')
-    .argument('<dir>', 'local directory to restore into (created if missing)');
+    .argument('<dir>', 'local directory to restore into (created if missing)', pathArg);
   addDestinationOptions(cmd)
     .option('--prefix <key-prefix>', 'restore only objects whose key starts with this (they keep their full key as path)')
     .option('-n, --dry-run', 'list what would be downloaded and why; write nothing')
     .option('--verified-only', 'skip objects without holdfast-sha256 (not written by Holdfast) instead of restoring them unverified')
     .option('--no-ledger', 'ignore the ledger even if there is one: verify against the destination alone')
-    .option('--transfers <n>', 'parallel downloads (default 16)', intArg)
+    .option('--transfers <n>', 'parallel downloads, 1 to 1024 (default 16)', transfersArg)
     .option('--retries <n>', 'attempts per operation for transient errors (network, 5xx, throttling)', intArg, 5)
     .option('--no-fsync', 'do not fsync restored files (faster, not crash-safe; for tests)')
     .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)')

@@ -3,14 +3,14 @@
 
 import type { Command } from 'commander';
 import { push } from '../../sync/push.js';
-import { EXIT_CODES_HELP } from '../common.js';
+import { EXIT_CODES_HELP, pathArg } from '../common.js';
 import { addTransferOptions, runTransferCommand, transferOptionsFrom, type TransferFlags } from './transfer.js';
 
 export function registerPush(program: Command): void {
   const cmd = program
     .command('push')
     .description('Copy new and changed files from a directory to one or more destinations (never deletes).')
-    .argument('<source-dir>', 'local directory to copy')
+    .argument('<source-dir>', 'local directory to copy', pathArg)
     .argument('<destination-url...>', 'one or more of file:///absolute/path, s3://bucket/prefix, azure://container/prefix, gdrive://folder-id (several: each tracked and retried on its own)');
   addTransferOptions(cmd)
     .addHelpText(

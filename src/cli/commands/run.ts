@@ -9,7 +9,7 @@ import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { push } from '../../sync/push.js';
 import { sync } from '../../sync/sync.js';
 import { redactUrl } from '../../backends/registry.js';
-import { EXIT_CODES_HELP, err, failCommand } from '../common.js';
+import { EXIT_CODES_HELP, err, failCommand, maxDeleteArg, pathArg, textArg } from '../common.js';
 import { displayKey } from '../format.js';
 import { addTransferOptions, backendOptionsFrom, runTransferCommand, type TransferFlags } from './transfer.js';
 
@@ -65,13 +65,13 @@ export function registerRun(program: Command): void {
   const cmd = program
     .command('run')
     .description('Run a job of the configuration file: its source, destinations and rules (push or sync).')
-    .argument('<job>', 'the job\'s name under "jobs:" in the configuration file')
-    .option('-c, --config <file>', CONFIG_OPTION_HELP);
+    .argument('<job>', 'the job\'s name under "jobs:" in the configuration file', textArg)
+    .option('-c, --config <file>', CONFIG_OPTION_HELP, pathArg);
   addTransferOptions(cmd)
-    .option('--max-delete <n|n%>', 'sync jobs: most deletions per run, a count or a percentage of tracked objects (overrides maxDelete)')
+    .option('--max-delete <n|n%>', 'sync jobs: most deletions per run, a count or a percentage of tracked objects (overrides maxDelete)', maxDeleteArg)
     .option('--allow-empty-source', 'sync jobs: allow deleting everything when the source directory is empty')
     .option('--delete-excluded', 'sync jobs: also delete objects whose files still exist but are now excluded')
-    .option('--backup-dir <url>', 'sync jobs of one destination: move deleted objects there instead of deleting them')
+    .option('--backup-dir <url>', 'sync jobs of one destination: move deleted objects there instead of deleting them', textArg)
     .addHelpText(
       'after',
       `

@@ -3,7 +3,7 @@
 
 import type { Command } from 'commander';
 import { runs } from '../../sync/inspect.js';
-import { intArg } from '../common.js';
+import { intArg, pathArg, textArg } from '../common.js';
 import { formatTable } from '../table.js';
 import { INSPECT_EXIT_HELP, runCounts, runDuration, runReadOnly, shortTime, type InspectFlags } from './status.js';
 
@@ -16,13 +16,13 @@ export function registerRuns(program: Command): void {
     .command('runs')
     .description('List recent runs: command, start, duration, status and counts.')
     .option('--limit <n>', 'how many runs', intArg, 20)
-    .option('--destination <url>', 'only runs against this destination')
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)')
+    .option('--destination <url>', 'only runs against this destination', textArg)
+    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
     .option('--json', 'print one JSON object on stdout')
     .addHelpText(
       'after',
       `
-Read-only. Times are UTC.
+Times are UTC.
 
 Examples:
   holdfast runs --limit 5

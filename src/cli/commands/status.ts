@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
 import { OBJECT_STATUSES } from '../../core/status.js';
 import { status, type DestinationStatus, type ItemSummary, type RunSummary } from '../../sync/inspect.js';
-import { failCommand, intArg, out } from '../common.js';
+import { failCommand, intArg, out, pathArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { formatTable, oneLine } from '../table.js';
 
@@ -18,10 +18,14 @@ export interface InspectFlags {
 }
 
 export const INSPECT_EXIT_HELP = `
+Read-only: the ledger is never created, migrated or written, so this works on a read-only
+mount or for a user who may only read it, and sees what a running push has committed.
+
 Exit codes:
   0    the answer was printed
   1    usage error, or a destination URL the ledger does not know (the known ones are listed)
-  3    the ledger cannot be opened (none at --state / $HOLDFAST_STATE, or unreadable)`;
+  3    the ledger cannot be opened: none at --state / $HOLDFAST_STATE, unreadable, or in need
+       of a migration (run a writing command such as push once, then try again)`;
 
 /** Runs a read-only command: its JSON or text on stdout, errors on stderr; returns the exit code. */
 export async function runReadOnly<T>(flags: InspectFlags, load: () => Promise<T>, text: (value: T) => string[]): Promise<number> {
@@ -89,7 +93,7 @@ function destinationText(d: DestinationStatus): string[] {
   const counted = OBJECT_STATUSES.filter((s) => d.objects[s].count > 0);
   if (counted.length === 0) lines.push('  no objects recorded yet');
   else lines.push(...formatTable([['status', 'objects', 'bytes'], ...counted.map((s) => [s, String(d.objects[s].count), formatBytes(d.objects[s].bytes)])], { indent: '  ', right: [1, 2] }));
-  lines.push(`  tracked: ${d.tracked.count} object(s), ${formatBytes(d.tracked.bytes)}`);
+  lines.push(`  tracked: ${d.tracked.count} object(s), ${formatBytes(d.tracked.bytes)} stored (upload_completed + delete_pending)`);
   const r = d.lastRun;
   lines.push(r === null ? '  last run: none' : `  last run: #${r.id} ${r.command} ${r.status}, started ${shortTime(r.startedAt)}, took ${runDuration(r)}: ${runCounts(r)}`);
   const h = d.health;
@@ -117,13 +121,14 @@ export function registerStatus(program: Command): void {
     .command('status')
     .description('Show what the ledger knows: objects per status, the last run, destination health, and items needing attention.')
     .argument('[destination-url]', 'only this destination (default: every destination in the ledger)')
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)')
+    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
     .option('--limit <n>', 'items listed per section (failed, interrupted, delete pending)', intArg, 20)
     .option('--json', 'print one JSON object on stdout')
     .addHelpText(
       'after',
       `
-Read-only: never creates or changes the ledger.
+"tracked" counts the objects the ledger records as stored on the destination (upload_completed
+and delete_pending rows, as --max-delete does); failed or pending uploads are not tracked.
 
 Examples:
   holdfast status

@@ -4,7 +4,7 @@
 
 import type { Command } from 'commander';
 import { sync } from '../../sync/sync.js';
-import { EXIT_CODES_HELP } from '../common.js';
+import { EXIT_CODES_HELP, maxDeleteArg, pathArg, textArg } from '../common.js';
 import { addTransferOptions, runTransferCommand, transferOptionsFrom, type TransferFlags } from './transfer.js';
 
 interface SyncFlags extends TransferFlags {
@@ -18,13 +18,13 @@ export function registerSync(program: Command): void {
   const cmd = program
     .command('sync')
     .description('Make each destination a mirror of a directory: push, then delete objects whose files are gone (safely).')
-    .argument('<source-dir>', 'local directory to mirror')
+    .argument('<source-dir>', 'local directory to mirror', pathArg)
     .argument('<destination-url...>', 'one or more of file:///absolute/path, s3://bucket/prefix, azure://container/prefix, gdrive://folder-id (several: each tracked and retried on its own)');
   addTransferOptions(cmd)
-    .option('--max-delete <n|n%>', 'most deletions per run, a count or a percentage of tracked objects; above it nothing is deleted', '50%')
+    .option('--max-delete <n|n%>', 'most deletions per run, a count or a percentage of tracked objects; above it nothing is deleted', maxDeleteArg, '50%')
     .option('--allow-empty-source', 'allow deleting everything when the source directory is empty')
     .option('--delete-excluded', 'also delete objects whose files still exist but are now excluded')
-    .option('--backup-dir <url>', 'move deleted objects to this destination instead of deleting them')
+    .option('--backup-dir <url>', 'move deleted objects to this destination instead of deleting them', textArg)
     .addHelpText(
       'after',
       `

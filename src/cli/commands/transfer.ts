@@ -7,7 +7,7 @@ import type { RunReport } from '../../core/report.js';
 import { RunEvents } from '../../engine/events.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import type { TransferOptions } from '../../sync/run.js';
-import { collect, exitCodeFor, failCommand, intArg, interruptSignals, out, sizeArg } from '../common.js';
+import { collect, exitCodeFor, failCommand, intArg, interruptSignals, out, pathArg, sizeArg, textArg, transfersArg } from '../common.js';
 import { attachCliProgress } from '../progress.js';
 import { jsonReport, textReport, type PlannedItem } from '../report.js';
 
@@ -36,10 +36,10 @@ export interface TransferFlags {
 /** S3 and ledger options every command that opens a destination takes. */
 export function addDestinationOptions(cmd: Command): Command {
   return cmd
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)')
-    .option('--s3-endpoint <url>', 'S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)')
+    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
+    .option('--s3-endpoint <url>', 'S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)', textArg)
     .option('--s3-path-style', 'path-style S3 addressing (default on with a custom endpoint)')
-    .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)')
+    .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)', textArg)
     .option('--request-timeout <seconds>', 'abandon (and retry) a request that makes no progress this long: s3:// idle (default 120), azure:// and gdrive:// whole request (default 900)', intArg);
 }
 
@@ -48,7 +48,7 @@ export function addTransferOptions(cmd: Command): Command {
     .option('-n, --dry-run', 'print what would be done and why; change nothing, not even the ledger')
     .addOption(new Option('--mode <mode>', 'incremental: trust the ledger; all: re-hash every file and check the destination').choices(['incremental', 'all']).default('incremental'))
     .option('--force', 'upload every file again, whatever the ledger says')
-    .option('--transfers <n>', 'parallel transfers (memory: at most transfers x part size)', intArg)
+    .option('--transfers <n>', 'parallel transfers, 1 to 1024 (memory: at most transfers x part size)', transfersArg)
     .option('--exclude <glob>', 'leave out matching paths (gitignore-like; repeatable; .holdfastignore is read too)', collect, [] as string[])
     .option('--follow-symlinks', 'follow symbolic links (default: skip and report them)')
     .option('--multipart-threshold <size>', 'files at least this large are sent in parts (default 64MiB)', sizeArg)

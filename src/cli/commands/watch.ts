@@ -7,7 +7,7 @@ import { EXIT, HoldfastError } from '../../core/errors.js';
 import type { RunReport } from '../../core/report.js';
 import { RunEvents } from '../../engine/events.js';
 import { TEMP_FILE_PATTERNS, watch, type WatchRound } from '../../sync/watch.js';
-import { err, failCommand, interruptSignals, out } from '../common.js';
+import { INPUT_RULES_HELP, err, failCommand, interruptSignals, out, pathArg, secondsArg, textArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { attachCliProgress } from '../progress.js';
 import { addTransferOptions, transferOptionsFrom, type TransferFlags } from './transfer.js';
@@ -25,20 +25,14 @@ interface WatchFlags extends TransferFlags {
   includeTempFiles?: boolean;
 }
 
-function secondsArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`expected a number of seconds, got "${value}"`);
-  return n;
-}
-
 export function registerWatch(program: Command): void {
   const cmd = program
     .command('watch')
     .description('Keep pushing new and changed files to one or more destinations as they appear (never deletes).')
-    .argument('[source-dir]', 'local directory to watch (or --job)')
+    .argument('[source-dir]', 'local directory to watch (or --job)', pathArg)
     .argument('[destination-url...]', 'one or more destination URLs (file://, s3://, azure://, gdrive://)')
-    .option('--job <name>', "watch a job of the configuration file: its source, destinations and rules (push semantics: watch never deletes)")
-    .option('-c, --config <file>', CONFIG_OPTION_HELP);
+    .option('--job <name>', "watch a job of the configuration file: its source, destinations and rules (push semantics: watch never deletes)", textArg)
+    .option('-c, --config <file>', CONFIG_OPTION_HELP, pathArg);
   addTransferOptions(cmd)
     .option('--quiet-period <seconds>', 'send a file only after it has not changed for this long', secondsArg, 2)
     .option('--rescan <seconds>', 'a full pass at least this often, even without file-system events', secondsArg, 60)
@@ -62,6 +56,8 @@ Examples:
   holdfast watch /var/backups s3://offsite/host1 file:///mnt/nas/backups
   holdfast watch ./exports s3://bucket/exports --quiet-period 10
   holdfast watch --job nightly            (source, destinations and rules from holdfast.yaml)
+
+${INPUT_RULES_HELP}
 
 Ctrl-C (or SIGTERM) once: the running round finishes its in-flight transfers (up to
 --drain-timeout) and watch exits 0; twice: in-flight transfers are aborted (exit 130;
