@@ -16,6 +16,7 @@ import { ledgerPath, openLedger } from '../../src/ledger/open.js';
 import type { StatusReport, RunsReport, HistoryReport } from '../../src/sync/inspect.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
+import { destinationRef } from '../helpers/destinations.js';
 
 const NOBODY = 65534;
 const asNobody = process.getuid?.() === 0 ? { uid: NOBODY, gid: NOBODY } : {};
@@ -99,7 +100,7 @@ describe('read-only commands on a ledger the user may only read', () => {
     // This process plays the running push: the ledger open, a new destination and run committed, not checkpointed.
     const writer = await openLedger({ stateDir: state });
     try {
-      const d = await writer.ensureDestination('file:///tmp/holdfast-only-in-the-wal', 'file');
+      const d = await writer.ensureDestination(destinationRef('file:///tmp/holdfast-only-in-the-wal'));
       await writer.startRun({ command: 'push', destinationId: d.id, source: src, owner: 'test:1:writer' });
       assert.ok(statSync(`${ledgerPath(state)}-wal`).size > 0, 'the new rows are in the WAL');
       for (const f of readdirSync(state)) chmodSync(join(state, f), 0o444);
