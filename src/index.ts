@@ -5,7 +5,7 @@
 
 export { push, type PushOptions } from './sync/push.js';
 export type { TransferOptions, DestinationSpec, FileFacts } from './sync/run.js';
-export { watch, TEMP_FILE_PATTERNS, type WatchOptions, type WatchRound, type WatchSummary } from './sync/watch.js';
+export { watch, TEMP_FILE_PATTERNS, type WatchClock, type WatchOptions, type WatchRound, type WatchSummary } from './sync/watch.js';
 export { sync, type SyncOptions } from './sync/sync.js';
 export { pull, type PullOptions, type PullReport, type DownloadCounts, type PlannedDownload } from './sync/pull.js';
 export {

@@ -5,6 +5,7 @@
 
 import type { Readable } from 'node:stream';
 import type { DestinationLocation } from './location.js';
+import type { KeyFolding } from './keys.js';
 
 /** Metadata key carrying the full-content SHA-256 (lowercase hex) on every object. */
 export const SHA256_METADATA_KEY = 'holdfast-sha256';
@@ -154,6 +155,14 @@ export interface Backend {
   readonly kind: string;
   readonly capabilities: Capabilities;
   readonly multipart?: MultipartApi;
+  /**
+   * Present where two different keys can be one name on the destination (a
+   * file:// directory on a case-insensitive or Unicode-normalising file
+   * system): callers that store many keys check them with `KeyCollisions`
+   * and refuse all but the first spelling. Known only after `ensureReady`
+   * (which probes the destination); absent where every key is its own name.
+   */
+  readonly keyFolding?: KeyFolding;
 
   /**
    * Checks the destination exists and is reachable; throws HOLDFAST_E_DEST_NOT_FOUND

@@ -14,7 +14,14 @@
 //   Cloud project whose credentials wrote them.
 // - Overwriting updates the existing file (files.update), never creates a
 //   second one; after every write the key is looked up again and any
-//   duplicate (two writers racing) is removed, keeping the oldest file.
+//   duplicate is removed, keeping the file written last. A duplicate comes
+//   from two writers racing, or from a write that could not see the key's
+//   file because Drive's listing lags behind writes (files.list is served
+//   from an index: a new file may be missing from it for a while). Nothing
+//   here assumes the listing is current: the file just written counts whether
+//   or not the listing shows it, every read takes the file written last (so a
+//   stale copy that shows up later never wins), and every later write or
+//   delete of the key removes the copies it sees.
 // - Large files go through resumable upload sessions, which take bytes only
 //   in order: `capabilities.sequentialParts`. The session URI is the upload
 //   id the engine keeps in the ledger, so a later run (a new process) resumes
@@ -253,9 +260,21 @@ function toDriveFile(f: drive_v3.Schema$File): DriveFile {
   };
 }
 
-/** Which of several files wins: the oldest, then the smallest id, so every writer picks the same one. */
+/** Which of several same-named folders wins: the oldest, then the smallest id, so every writer picks the same one. */
 function oldestFirst(a: DriveFile, b: DriveFile): number {
   return a.createdMs - b.createdMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+/**
+ * Which of several files of one key is the object: the one whose content was
+ * written last (Drive's modifiedTime, on Drive's clock), then the newer, then
+ * the smallest id, so every reader and writer picks the same one. The last
+ * write wins, as on S3: a stale copy that a lagging listing showed late (an
+ * earlier version, or a write whose answer was lost and was sent again) never
+ * replaces what was written after it.
+ */
+function latestFirst(a: DriveFile, b: DriveFile): number {
+  return (b.modifiedMs ?? b.createdMs) - (a.modifiedMs ?? a.createdMs) || b.createdMs - a.createdMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 /** A string literal for a Drive query: quotes and backslashes escaped, as the query language requires. */
@@ -527,7 +546,7 @@ export class DriveBackend implements Backend {
     return out;
   }
 
-  /** All of Holdfast's files for `key` (normally one), oldest first. */
+  /** All of Holdfast's files for `key` (normally one) that the listing shows, the object first (`latestFirst`). */
   private async findAll(key: string, signal?: AbortSignal): Promise<DriveFile[]> {
     const hash = this.keyHash(key);
     const files = await this.listAll(
@@ -535,7 +554,7 @@ export class DriveBackend implements Backend {
       signal,
       `looking up "${printable(key)}"`,
     );
-    return files.filter((f) => f.appProperties[KEY_PROPERTY] === hash).sort(oldestFirst);
+    return files.filter((f) => f.appProperties[KEY_PROPERTY] === hash).sort(latestFirst);
   }
 
   private async findOwn(key: string, signal?: AbortSignal): Promise<DriveFile | undefined> {
@@ -685,19 +704,23 @@ export class DriveBackend implements Backend {
   }
 
   /**
-   * After a write: makes sure `key` has exactly one file. Two writers that
-   * raced both see every copy and keep the same one (the oldest), deleting the
-   * rest. If the survivor is not the one just written and holds other
+   * After a write: makes sure `key` has exactly one file. The file just
+   * written counts even if the listing does not show it yet; the one written
+   * last is kept (`latestFirst`) and every other copy the listing shows is
+   * deleted. A copy the listing does not show yet is older than this write
+   * (unless another writer raced us), so it can never win a later read, and
+   * the next write or delete of the key removes it. If the survivor is not
+   * the file just written (another writer wrote after us) and holds other
    * content, the write did not stick: a transient error makes the engine try
    * again, and the retry updates the survivor in place.
    */
   private async settle(key: string, written: DriveFile, sha256: string, signal?: AbortSignal): Promise<DriveFile> {
-    const all = await this.findAll(key, signal);
-    if (all.length <= 1) return all[0] ?? written;
-    const [keep, ...rest] = all as [DriveFile, ...DriveFile[]];
+    const listed = await this.findAll(key, signal);
+    // The write's own answer is fresher than the listing's copy of the same file.
+    const [keep, ...rest] = [written, ...listed.filter((f) => f.id !== written.id)].sort(latestFirst) as [DriveFile, ...DriveFile[]];
     for (const f of rest) await this.deleteFile(f.id, signal);
     if (keep.id !== written.id && keep.appProperties[SHA256_METADATA_KEY] !== sha256) {
-      throw new HoldfastError('HOLDFAST_E_DEST_SERVER', { detail: `another writer created "${printable(key)}" at the same time; its copy was kept and this write will be repeated on it` });
+      throw new HoldfastError('HOLDFAST_E_DEST_SERVER', { detail: `another writer wrote "${printable(key)}" at the same time; its copy was kept and this write will be repeated on it` });
     }
     return keep;
   }
@@ -802,7 +825,7 @@ export class DriveBackend implements Backend {
       // Only Holdfast's own files, and only where they belong (not moved here from elsewhere).
       if (f.name === '' || f.name.includes('/') || f.appProperties[KEY_PROPERTY] !== this.keyHash(keyStr)) continue;
       const seen = files.get(keyStr);
-      if (seen === undefined || oldestFirst(f, seen) < 0) files.set(keyStr, f);
+      if (seen === undefined || latestFirst(f, seen) < 0) files.set(keyStr, f);
     }
     const entries: Entry[] = [];
     for (const [dirKey, ids] of folders) {

@@ -79,3 +79,96 @@ export function prefixFromUrl(url: URL, shown: string, validate: (prefix: string
   }
   return prefix;
 }
+
+/**
+ * How a destination folds names: two keys with the same `fold(key)` are one
+ * name there (a case-insensitive or Unicode-normalising file system), so
+ * storing both would overwrite one with the other. Declared by a backend as
+ * `Backend.keyFolding`; absent where every distinct key is a distinct object.
+ */
+export interface KeyFolding {
+  /** The form that decides identity on the destination (applied to a whole key or a folder prefix). */
+  fold(key: string): string;
+  /** What folds, for messages, after the destination's name: "ignores case in names". */
+  readonly description: string;
+}
+
+/** A KeyFolding for a destination that ignores case and/or Unicode normalisation (NFC/NFD); undefined if neither. */
+export function keyFoldingFor(opts: { readonly caseInsensitive: boolean; readonly unicodeInsensitive: boolean }): KeyFolding | undefined {
+  const { caseInsensitive, unicodeInsensitive } = opts;
+  if (!caseInsensitive && !unicodeInsensitive) return undefined;
+  const description =
+    caseInsensitive && unicodeInsensitive
+      ? 'ignores case and Unicode normalisation (NFC/NFD) in names'
+      : caseInsensitive
+        ? 'ignores case in names'
+        : 'ignores Unicode normalisation (NFC/NFD) in names';
+  return {
+    description,
+    fold(key: string): string {
+      // Normalise first: case mappings are defined on code points, and "É" may arrive as E + U+0301.
+      let k = unicodeInsensitive ? key.normalize('NFC') : key;
+      // Upper then lower folds more pairs than either alone (ß/SS, ſ/s, K/k): a wider net only
+      // refuses more, never lets two names that the file system equates through.
+      if (caseInsensitive) k = k.toUpperCase().toLowerCase();
+      if (caseInsensitive && unicodeInsensitive) k = k.normalize('NFC');
+      return k;
+    },
+  };
+}
+
+/** What `KeyCollisions.check` found: `key` lands where `other` (a key seen earlier) already does. */
+export interface KeyCollision {
+  /** The earlier key. */
+  readonly other: string;
+  /** Set when the clash is in a folder: the two spellings of it ("Photos/" and "photos/"). */
+  readonly folders?: { readonly mine: string; readonly theirs: string };
+}
+
+/**
+ * Finds source keys that one destination cannot tell apart. Fed every key of a
+ * run (in any order), it remembers each key and each folder prefix by its
+ * folded form; a key whose folded form, or one of whose folders' folded form,
+ * was already taken by a different spelling collides with the key that took it.
+ * The first spelling keeps the name; later ones are refused, so nothing
+ * overwrites what the first wrote and a later delete of one spelling never
+ * removes the other's file. Memory: one entry per key and per folder.
+ */
+export class KeyCollisions {
+  /** folded name → the spelling seen first, and the first key that used it. */
+  private readonly names = new Map<string, { readonly spelling: string; readonly key: string }>();
+
+  constructor(private readonly folding: KeyFolding) {}
+
+  /** Records `key`; returns the collision if it lands on a name an earlier key spelled differently. */
+  check(key: string): KeyCollision | undefined {
+    const segments = key.split('/');
+    let prefix = '';
+    const added: [string, string][] = [];
+    for (let i = 0; i < segments.length; i++) {
+      const last = i === segments.length - 1;
+      prefix += last ? segments[i] : `${segments[i]}/`;
+      const folded = this.folding.fold(prefix);
+      const seen = this.names.get(folded);
+      if (seen === undefined) {
+        added.push([folded, prefix]);
+        continue;
+      }
+      if (seen.spelling === prefix) continue;
+      // A refused key leaves no trace: it takes no name from later keys.
+      return last ? { other: seen.key } : { other: seen.key, folders: { mine: prefix, theirs: seen.spelling } };
+    }
+    for (const [folded, spelling] of added) this.names.set(folded, { spelling, key });
+    return undefined;
+  }
+}
+
+/** HOLDFAST_E_KEY_COLLISION for `key`, which `collision` says clashes on the destination at `url`. */
+export function keyCollisionError(key: string, collision: KeyCollision, url: string, folding: KeyFolding): HoldfastError {
+  const f = collision.folders;
+  const detail =
+    f === undefined
+      ? `${url} ${folding.description}; "${printable(key)}" is not sent, so neither overwrites the other (rename one of them)`
+      : `${url} ${folding.description}, so the folder "${printable(f.mine)}" is "${printable(f.theirs)}" there; "${printable(key)}" is not sent (rename one of the folders)`;
+  return new HoldfastError('HOLDFAST_E_KEY_COLLISION', { key: printable(key), other: printable(collision.other), detail });
+}

@@ -5,14 +5,21 @@
 // renames it over the final name and fsyncs the directory, so after a crash the
 // key holds either the old content or the new one, never a torn file. There is
 // no metadata store: the object's content is its identity, so `head` hashes it.
+//
+// Names: on a case-insensitive or Unicode-normalising file system (APFS, exFAT,
+// vfat, SMB mounts) "Readme" and "README" are one file. `ensureReady` probes
+// the directory for that and then declares `keyFolding`, so the planner refuses
+// source keys that would share a name; and every operation checks that the
+// names already on disk are spelled as the key spells them, so a put never
+// writes over another key's file and a delete never removes it (see NameGuard).
 
 import { createHash, randomBytes } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import { constants as fsConstants } from 'node:fs';
 import type { Dirent, Stats } from 'node:fs';
-import { access, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { access, lstat, mkdir, open, opendir, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { addAbortSignal, Readable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cancelledError, classifyError, HoldfastError, isHoldfastError, throwIfAborted } from '../core/errors.js';
@@ -29,11 +36,19 @@ import type {
   PutOptions,
   PutResult,
 } from './backend.js';
-import { keyInvalidError, printable, validateKeyCommon } from './keys.js';
+import { keyFoldingFor, keyInvalidError, printable, validateKeyCommon } from './keys.js';
+import type { KeyFolding } from './keys.js';
 import type { DestinationLocation } from './location.js';
 
-/** Temporary files of in-flight puts. `list()` never returns them and no key may take this form. */
-const TEMP_NAME = /^\.holdfast\.[0-9a-f]{16}\.tmp$/;
+/**
+ * Temporary files of in-flight puts, and the probe files of `ensureReady`
+ * (".holdfast.<hex>.probe-é.tmp", é composed or decomposed, and ".holdfast.<hex>.probe-?.tmp"). `list()` never
+ * returns them and no key may take this form.
+ */
+const TEMP_NAME = /^\.holdfast\.[0-9a-f]{16}(?:\.probe-(?:\u00e9|e\u0301|\?))?\.tmp$/;
+/** Characters Windows file systems (exFAT, FAT, NTFS, SMB shares) refuse in names. */
+// eslint-disable-next-line no-control-regex
+const WINDOWS_FORBIDDEN = /[\\:*?"<>|\u0000-\u001f]/;
 /** Longest file name on the filesystems Holdfast targets (ext4, XFS, APFS, NTFS: 255). */
 const NAME_MAX_BYTES = 255;
 /** Linux PATH_MAX, including the terminating NUL. */
@@ -145,6 +160,126 @@ interface ListItem {
   readonly dir: boolean;
 }
 
+/** Whether something answers to `path` (a folding file system finds any spelling of the name). */
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (e) {
+    const code = errCode(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw e;
+  }
+}
+
+/** How the destination's file system treats names, as `ensureReady` found by probing it. */
+export interface NameRules {
+  /** "Readme" and "README" are one file (APFS and HFS+ by default, exFAT, vfat, NTFS, SMB shares). */
+  readonly caseInsensitive: boolean;
+  /** "é" composed (NFC) and decomposed (NFD) are one file (APFS, HFS+). */
+  readonly unicodeInsensitive: boolean;
+  /** Names may not contain \\ : * ? " < > | or control characters (exFAT, FAT, NTFS, SMB shares). */
+  readonly windowsNames: boolean;
+  /**
+   * How a name comes back from a listing: as it was given (case and normalisation
+   * preserved: APFS, exFAT, NTFS), in NFD (HFS+), or 'unknown' (then names on
+   * disk cannot be compared with keys, and only the planner's check applies).
+   */
+  readonly stores: 'as-given' | 'NFD' | 'unknown';
+}
+
+/**
+ * On a folding file system, keeps keys apart that the file system would not:
+ * a key names an object only if every part of its path that exists on disk is
+ * spelled there as the key spells it. "docs/Readme" with "docs/README" on disk
+ * is a different key's file, so a put refuses to write over it
+ * (HOLDFAST_E_KEY_COLLISION), `head` and `get` do not see it, and `delete`
+ * leaves it. This is what keeps a source renamed only in case (README →
+ * Readme, then `sync`) from overwriting README's file and deleting it as
+ * README afterwards.
+ *
+ * Each directory is read once, when an operation first needs its spellings,
+ * and kept up to date with this backend's own writes and deletes; a spelling
+ * that disagrees, or a name not in the cache, is read again before it counts.
+ */
+class NameGuard {
+  /** Directory path → folded name → the name on disk. */
+  private readonly dirs = new Map<string, Map<string, string>>();
+  private readonly reading = new Map<string, Promise<Map<string, string>>>();
+
+  constructor(
+    private readonly folding: KeyFolding,
+    private readonly stores: 'as-given' | 'NFD',
+  ) {}
+
+  /** The name the file system shows for a name created as `name`. */
+  private stored(name: string): string {
+    return this.stores === 'as-given' ? name : name.normalize(this.stores);
+  }
+
+  /**
+   * The first part of `key` (below `root`) that exists on disk under another
+   * spelling, as a key or folder ("Docs/", "docs/README"); undefined when all
+   * that exists is spelled as the key spells it.
+   */
+  async misspelled(root: string, key: string): Promise<string | undefined> {
+    const segments = key.split('/');
+    let dir = root;
+    let shown = '';
+    for (let i = 0; i < segments.length; i++) {
+      const name = segments[i]!;
+      const path = join(dir, name);
+      // Nothing answers to this name in any spelling: neither it nor anything below it exists.
+      if (!(await exists(path))) return undefined;
+      const disk = await this.onDisk(dir, name);
+      const last = i === segments.length - 1;
+      if (disk !== undefined && disk !== this.stored(name)) return `${shown}${disk}${last ? '' : '/'}`;
+      shown += `${name}/`;
+      dir = path;
+    }
+    return undefined;
+  }
+
+  /** The spelling on disk of the entry `name` finds in `dir`; a cached answer that disagrees is checked again. */
+  private async onDisk(dir: string, name: string): Promise<string | undefined> {
+    const folded = this.folding.fold(name);
+    const cached = this.dirs.get(dir)?.get(folded);
+    if (cached === this.stored(name)) return cached;
+    return (await this.read(dir)).get(folded);
+  }
+
+  private read(dir: string): Promise<Map<string, string>> {
+    let p = this.reading.get(dir);
+    if (p === undefined) {
+      p = readdir(dir)
+        .then((names) => {
+          const m = new Map<string, string>();
+          for (const n of names) m.set(this.folding.fold(n), n);
+          this.dirs.set(dir, m);
+          return m;
+        })
+        .finally(() => this.reading.delete(dir));
+      this.reading.set(dir, p);
+    }
+    return p;
+  }
+
+  /** A put made `key` exist under `root` as the key spells it (folders included). */
+  written(root: string, key: string): void {
+    let dir = root;
+    for (const name of key.split('/')) {
+      this.dirs.get(dir)?.set(this.folding.fold(name), this.stored(name));
+      dir = join(dir, name);
+    }
+  }
+
+  /** `name` is gone from `dir` (a delete, or a folder pruned). */
+  removed(dir: string, name: string): void {
+    this.dirs.get(dir)?.delete(this.folding.fold(name));
+    this.dirs.delete(join(dir, name));
+  }
+}
+
 export class LocalBackend implements Backend {
   readonly kind = 'file';
   readonly url: string;
@@ -156,6 +291,11 @@ export class LocalBackend implements Backend {
   private readonly fsync: boolean;
   /** Exposed for tests (fsync coalescing). */
   readonly dirSync = new DirSyncer();
+  /** What `ensureReady` found out about names on this file system; undefined before, or when it could not tell. */
+  nameRules: NameRules | undefined;
+  /** Set by `ensureReady` when the file system folds names (Backend.keyFolding). */
+  keyFolding: KeyFolding | undefined;
+  private guard: NameGuard | undefined;
 
   constructor(root: string, options: BackendOptions = {}) {
     this.root = root;
@@ -183,9 +323,11 @@ export class LocalBackend implements Backend {
     for (const segment of key.split('/')) {
       const bytes = Buffer.byteLength(segment, 'utf8');
       if (bytes > NAME_MAX_BYTES) throw keyInvalidError(key, `a path segment is ${bytes} bytes; file names are limited to ${NAME_MAX_BYTES}`);
-      if (TEMP_NAME.test(segment)) throw keyInvalidError(key, 'names of the form .holdfast.<hex>.tmp are reserved for temporary files');
+      if (TEMP_NAME.test(segment)) throw keyInvalidError(key, 'names of the form .holdfast.<hex>[.probe-é].tmp are reserved for temporary files');
     }
-    if (process.platform === 'win32' && /[\\:*?"<>|]/.test(key)) throw keyInvalidError(key, 'Windows file names cannot contain \\ : * ? " < > |');
+    if ((process.platform === 'win32' || this.nameRules?.windowsNames === true) && WINDOWS_FORBIDDEN.test(key)) {
+      throw keyInvalidError(key, `${this.url} is on a file system with Windows' rules for names (NTFS, exFAT, FAT, SMB): none of \\ : * ? " < > | or control characters`);
+    }
   }
 
   /** Absolute path of `key`, guaranteed to be inside the root. */
@@ -198,6 +340,18 @@ export class LocalBackend implements Backend {
   }
 
   async ensureReady(opts: OpOptions & { readonly readOnly?: boolean; readonly forReading?: boolean } = {}): Promise<void> {
+    const rootExists = await this.readyRoot(opts);
+    // A restore only reads whole keys back; writers need to know how names fold here.
+    if (!rootExists || opts.forReading === true || this.nameRules !== undefined) return;
+    const rules = opts.readOnly === true ? await this.probeNamesReadOnly() : await this.probeNames(opts.signal);
+    if (rules === undefined) return;
+    this.nameRules = rules;
+    this.keyFolding = keyFoldingFor(rules);
+    this.guard = this.keyFolding !== undefined && rules.stores !== 'unknown' ? new NameGuard(this.keyFolding, rules.stores) : undefined;
+  }
+
+  /** The checks of `ensureReady` on the root itself; true when the root exists afterwards. */
+  private async readyRoot(opts: OpOptions & { readonly readOnly?: boolean; readonly forReading?: boolean }): Promise<boolean> {
     throwIfAborted(opts.signal);
     let st: Stats;
     try {
@@ -207,7 +361,11 @@ export class LocalBackend implements Backend {
       if (code === 'ENOENT' && opts.forReading === true) {
         throw new HoldfastError('HOLDFAST_E_DEST_NOT_FOUND', { detail: `destination directory "${this.root}" does not exist: there is nothing to read` }, { cause: e });
       }
-      if (code === 'ENOENT') return opts.readOnly === true ? undefined : this.createRoot();
+      if (code === 'ENOENT') {
+        if (opts.readOnly === true) return false;
+        await this.createRoot();
+        return true;
+      }
       if (code === 'ENOTDIR') throw await this.cannotCreate(e);
       if (code === 'EACCES' || code === 'EPERM') {
         throw new HoldfastError('HOLDFAST_E_AUTH', { detail: `cannot access "${this.root}" (${code})` }, { cause: e });
@@ -224,6 +382,90 @@ export class LocalBackend implements Backend {
     } catch (e) {
       throw new HoldfastError('HOLDFAST_E_AUTH', { detail: `no permission to ${verb} "${this.root}" (${errCode(e)})` }, { cause: e });
     }
+    return true;
+  }
+
+  /**
+   * Finds out how this file system treats names: creates an empty probe file
+   * ".holdfast.<hex>.probe-é.tmp" (é composed) in the root, looks it up
+   * with its ASCII letters in upper case and with é decomposed, and removes it.
+   * Where either finds it, the directory is read once to see how the name was
+   * stored (as given, or decomposed as HFS+ does). Then tries a name with "?",
+   * which Windows' file systems refuse (and Node's recursive mkdir loops
+   * forever on, when exFAT answers ENOENT for it: such keys must be refused
+   * before any write).
+   */
+  private async probeNames(signal?: AbortSignal): Promise<NameRules> {
+    const hex = randomBytes(8).toString('hex');
+    const name = `.holdfast.${hex}.probe-\u00e9.tmp`;
+    const path = join(this.root, name);
+    try {
+      await (await open(path, 'wx', 0o600)).close();
+    } catch (e) {
+      throw this.classify(e, name, signal);
+    }
+    try {
+      const caseInsensitive = await exists(join(this.root, name.replace(/[a-z]/g, (c) => c.toUpperCase())));
+      const unicodeInsensitive = await exists(join(this.root, name.normalize('NFD')));
+      let stores: NameRules['stores'] = 'as-given';
+      if (caseInsensitive || unicodeInsensitive) {
+        stores = 'unknown';
+        const dir = await opendir(this.root);
+        for await (const ent of dir) {
+          if (!ent.name.toLowerCase().startsWith(`.holdfast.${hex}.`)) continue;
+          stores = ent.name === name ? 'as-given' : ent.name === name.normalize('NFD') ? 'NFD' : 'unknown';
+          break;
+        }
+      }
+      // Refused names fail with EINVAL (vfat, NTFS) or ENOENT (exFAT through FUSE).
+      const windowsNames = await this.refusesName(`.holdfast.${hex}.probe-?.tmp`);
+      return { caseInsensitive, unicodeInsensitive, windowsNames, stores };
+    } catch (e) {
+      throw this.classify(e, name, signal);
+    } finally {
+      await unlink(path).catch(() => undefined);
+    }
+  }
+
+  /** Whether creating `name` in the root fails because of the name itself (it is removed again if not). */
+  private async refusesName(name: string): Promise<boolean> {
+    try {
+      await (await open(join(this.root, name), 'wx', 0o600)).close();
+    } catch (e) {
+      const code = errCode(e);
+      if (code === 'EINVAL' || code === 'ENOENT') return true;
+      throw e;
+    }
+    await unlink(join(this.root, name));
+    return false;
+  }
+
+  /**
+   * The probe of a dry run, which may not write: looks up names already in the
+   * root under another case or normalisation. Undefined when no name there can
+   * tell (an empty root); a dry run then plans as if every key were its own name.
+   */
+  private async probeNamesReadOnly(): Promise<NameRules | undefined> {
+    let names: string[];
+    try {
+      names = await readdir(this.root);
+    } catch {
+      return undefined;
+    }
+    const present = new Set(names);
+    const swapCase = (n: string): string => n.replace(/[A-Za-z]/g, (c) => (c >= 'a' ? c.toUpperCase() : c.toLowerCase()));
+    const otherForm = (n: string): string => (n === n.normalize('NFC') ? n.normalize('NFD') : n.normalize('NFC'));
+    // Both spellings listed side by side: this file system tells them apart.
+    const answers = async (variant: (n: string) => string): Promise<boolean | undefined> => {
+      const sample = names.find((n) => variant(n) !== n);
+      if (sample === undefined) return undefined;
+      if (names.some((n) => variant(n) !== n && present.has(variant(n)))) return false;
+      return exists(join(this.root, variant(sample)));
+    };
+    const caseInsensitive = await answers(swapCase);
+    const unicodeInsensitive = await answers(otherForm);
+    if (caseInsensitive === undefined && unicodeInsensitive === undefined) return undefined;
+    return { caseInsensitive: caseInsensitive === true, unicodeInsensitive: unicodeInsensitive === true, windowsNames: false, stores: 'as-given' };
   }
 
   private async createRoot(): Promise<void> {
@@ -291,6 +533,7 @@ export class LocalBackend implements Backend {
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
+      await this.refuseMisspelled(key);
       fh = await this.createTemp(dir, temp, key);
       stream = body.open();
       const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
@@ -327,6 +570,7 @@ export class LocalBackend implements Backend {
         throw e;
       }
       renamed = true;
+      this.guard?.written(this.root, key);
       if (this.fsync) await this.dirSync.sync(dir);
       // The content hash is this object's entity tag: what it is, not where it came from.
       return { etag: opts.sha256 };
@@ -363,6 +607,32 @@ export class LocalBackend implements Backend {
     }
   }
 
+  /**
+   * On a folding file system: HOLDFAST_E_KEY_COLLISION if part of `key`'s path
+   * exists there under another spelling, which is another key's file or folder.
+   */
+  private async refuseMisspelled(key: string): Promise<void> {
+    const other = await this.guard?.misspelled(this.root, key);
+    if (other === undefined) return;
+    throw new HoldfastError('HOLDFAST_E_KEY_COLLISION', {
+      key: printable(key),
+      other: printable(other),
+      detail:
+        `${this.url} ${this.keyFolding?.description ?? 'folds names'} and already holds "${printable(other)}"; "${printable(key)}" is not written, so "${printable(other)}" is not overwritten ` +
+        `(once "${printable(other)}" is deleted, as sync does when it is gone from the source, the next run sends "${printable(key)}")`,
+    });
+  }
+
+  /** Whether `key` names no object because part of its path is another key's (a folding file system). */
+  private async misspelled(key: string, signal: AbortSignal | undefined): Promise<boolean> {
+    if (this.guard === undefined) return false;
+    try {
+      return (await this.guard.misspelled(this.root, key)) !== undefined;
+    } catch (e) {
+      throw this.classify(e, key, signal);
+    }
+  }
+
   private conflict(key: string, e: unknown): HoldfastError {
     return new HoldfastError(
       'HOLDFAST_E_DEST_REJECTED',
@@ -392,6 +662,7 @@ export class LocalBackend implements Backend {
   async head(key: string, opts: OpOptions = {}): Promise<ObjectInfo | undefined> {
     throwIfAborted(opts.signal);
     const path = this.pathOf(key);
+    if (await this.misspelled(key, opts.signal)) return undefined;
     let fh: FileHandle;
     try {
       fh = await open(path, 'r');
@@ -417,6 +688,7 @@ export class LocalBackend implements Backend {
   async get(key: string, opts: GetOptions = {}): Promise<Readable> {
     throwIfAborted(opts.signal);
     const path = this.pathOf(key);
+    if (await this.misspelled(key, opts.signal)) throw this.missing(key);
     let fh: FileHandle;
     try {
       fh = await open(path, 'r');
@@ -456,6 +728,8 @@ export class LocalBackend implements Backend {
   async delete(key: string, opts: OpOptions = {}): Promise<void> {
     throwIfAborted(opts.signal);
     const path = this.pathOf(key);
+    // What answers to this key's name there is another key's file: this key has none to delete.
+    if (await this.misspelled(key, opts.signal)) return;
     try {
       await unlink(path);
     } catch (e) {
@@ -466,6 +740,7 @@ export class LocalBackend implements Backend {
       throw this.classify(e, key, opts.signal);
     }
     const dir = dirname(path);
+    this.guard?.removed(dir, basename(path));
     if (this.fsync) await this.dirSync.sync(dir);
     await this.pruneEmptyDirs(dir);
   }
@@ -475,6 +750,7 @@ export class LocalBackend implements Backend {
     for (let d = dir; d.startsWith(this.rootPrefix) && d !== this.root; d = dirname(d)) {
       try {
         await rmdir(d);
+        this.guard?.removed(dirname(d), basename(d));
       } catch {
         // Not empty (another key, or a put that just created it), or already gone: stop.
         return;

@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   HOLDFAST_E_SOURCE_VANISHED: { message: '"{path}" disappeared before it could be uploaded', exit: EXIT.partial, http: 410, transient: false },
   HOLDFAST_E_KEY_INVALID: { message: 'key "{key}" is not allowed on this destination: {detail}', exit: EXIT.partial, http: 400, transient: false },
   HOLDFAST_E_KEY_TOO_LONG: { message: 'key "{key}" is {bytes} bytes; this destination allows at most {max}', exit: EXIT.partial, http: 400, transient: false },
+  HOLDFAST_E_KEY_COLLISION: { message: 'keys "{key}" and "{other}" are one name on this destination: {detail}', exit: EXIT.partial, http: 409, transient: false },
   HOLDFAST_E_TOO_LARGE: { message: 'object "{key}" is {size} bytes; this destination allows at most {max}', exit: EXIT.partial, http: 413, transient: false },
   HOLDFAST_E_NETWORK: { message: 'network error: {detail}', exit: EXIT.partial, http: 502, transient: true },
   HOLDFAST_E_TIMEOUT: { message: 'timed out: {detail}', exit: EXIT.partial, http: 504, transient: true },

@@ -13,6 +13,7 @@ import type { Step, StepAction } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
 import { Limiter } from '../engine/limiter.js';
 import type { ForgottenObject, PlannedDelete, PlannedUpload, TouchedObject } from '../ledger/ledger.js';
+import { keyCollisionError, KeyCollisions } from '../backends/keys.js';
 import { excludesPath } from '../scan/ignore.js';
 import { classifyChange, mergeJoin } from '../scan/change-detection.js';
 import { FileHasher } from '../scan/hasher.js';
@@ -58,6 +59,9 @@ export const planStep: Step<SyncContext> = {
     const notSelected = new Set<string>();
     let sourceFiles = 0;
     let batch: Candidate[] = [];
+    // Where the destination folds names (case-insensitive file system), keys that would share one are refused.
+    const folding = ctx.backend.keyFolding;
+    const collisions = folding ? new KeyCollisions(folding) : undefined;
 
     for await (const joined of mergeJoin(files, rows)) {
       if (ctx.cancellation.stopping.aborted) break;
@@ -75,6 +79,14 @@ export const planStep: Step<SyncContext> = {
         if (!row) continue;
       }
       if (file) sourceFiles++;
+      const collision = file && collisions?.check(key);
+      if (collision && folding) {
+        // Only the first spelling is sent; this file fails, its row (if any) stays as it is, and it is no delete candidate.
+        const err = keyCollisionError(key, collision, ctx.backend.url, folding);
+        tally.record(key, 'failed', 0, err);
+        events.emit('file:failed', { key, code: err.code, message: err.message, transient: err.transient });
+        continue;
+      }
       const change = classifyChange(file, row, mode);
       switch (change.kind) {
         case 'unchanged':

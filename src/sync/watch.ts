@@ -48,7 +48,37 @@ export interface WatchOptions extends Omit<TransferOptions, 'dryRun'> {
   readonly onRound?: (round: WatchRound) => void;
   /** Told when a round could not run at all (all destinations down, ledger locked); watching goes on. */
   readonly onRoundError?: (error: HoldfastError, retryInMs: number) => void;
+  /**
+   * The clock that decides when rounds run: quiet periods (compared with the
+   * files' mtime and ctime, so it must read epoch ms), batching, retries and
+   * rescans. Default: the system clock. Tests pass one they move by hand.
+   */
+  readonly clock?: WatchClock;
 }
+
+/** What `watch` needs of a clock. */
+export interface WatchClock {
+  /** Epoch milliseconds. */
+  now(): number;
+  /** Resolves once `now()` has advanced by `ms`, or at once when `signal` aborts. */
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+/** The system clock: Date.now and timers. */
+export const SYSTEM_CLOCK: WatchClock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+      signal.addEventListener('abort', done, { once: true });
+    }),
+};
 
 export interface WatchRound {
   /** 1-based. */
@@ -77,6 +107,7 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
   const rescanMs = options.rescanMs ?? 60_000;
   const retryBaseMs = options.retryBaseMs ?? 5000;
   const retryMaxMs = options.retryMaxMs ?? 300_000;
+  const clock = options.clock ?? SYSTEM_CLOCK;
   for (const [name, v] of Object.entries({ quietMs, batchMs, rescanMs, retryBaseMs, retryMaxMs })) {
     if (!Number.isFinite(v) || v < 0) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `${name} must be a non-negative number of milliseconds, got ${v}` });
   }
@@ -97,14 +128,15 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
   const stateDir = options.stateDir ?? defaultStateDir();
   const ownsLedger = ledger === undefined;
   let watcher: FSWatcher | undefined;
-  let wake: (() => void) | undefined;
+  /** Ends the current wait early (a file-system event). */
+  let waiting: AbortController | undefined;
   // Set by file-system events; cleared when a round starts (the round sees those changes).
   let dirty: boolean;
   let lastEventAt = 0;
   const nudge = (): void => {
     dirty = true;
-    lastEventAt = Date.now();
-    wake?.();
+    lastEventAt = clock.now();
+    waiting?.abort();
   };
   let rounds = 0;
   let uploaded = 0;
@@ -142,7 +174,7 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
       dirty = false;
       let settling = 0;
       let earliest = Infinity;
-      const roundStart = Date.now();
+      const roundStart = clock.now();
       const quiet = (f: FileFacts): boolean => {
         const changed = Math.max(f.mtimeMs, f.ctimeMs ?? 0);
         if (roundStart - changed >= quietMs) return true;
@@ -180,14 +212,14 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
         failedRounds++;
         options.onRoundError?.(err, retryDelay(failures, retryBaseMs, retryMaxMs));
       }
-      lastRoundAt = Date.now();
+      lastRoundAt = clock.now();
       nextSettleAt = earliest;
 
       // Wait for the next reason to run.
       const retryAt = failures > 0 ? lastRoundAt + retryDelay(failures, retryBaseMs, retryMaxMs) : Infinity;
       for (;;) {
         if (stop.signal.aborted) break;
-        const now = Date.now();
+        const now = clock.now();
         if (dirty && now - lastEventAt >= batchMs) {
           reason = 'change';
           break;
@@ -205,16 +237,16 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
           break;
         }
         const until = Math.min(dirty ? lastEventAt + batchMs : Infinity, nextSettleAt, retryAt, lastRoundAt + rescanMs) - now;
-        await new Promise<void>((r) => {
-          const timer = setTimeout(r, Math.max(5, Math.min(until, 2 ** 31 - 1)));
-          wake = () => {
-            clearTimeout(timer);
-            r();
-          };
-          stop.signal.addEventListener('abort', wake, { once: true });
-        });
-        if (wake) stop.signal.removeEventListener('abort', wake);
-        wake = undefined;
+        const wait = new AbortController();
+        waiting = wait;
+        const endWait = (): void => wait.abort();
+        stop.signal.addEventListener('abort', endWait, { once: true });
+        try {
+          await clock.sleep(Math.max(5, until), wait.signal);
+        } finally {
+          stop.signal.removeEventListener('abort', endWait);
+          waiting = undefined;
+        }
       }
     }
   } finally {

@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, formatWarnings, loadConfig, loadConfigText, type Config } from '../../src/config/index.js';
-import { supportedSchemes } from '../../src/backends/registry.js';
 import { HoldfastError } from '../../src/core/errors.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 
@@ -195,10 +194,10 @@ jobs:
   before(async () => (tmp = await makeTempDir('holdfast-config-')));
   after(async () => tmp.cleanup());
 
-  // The settings exist for azure:// and gdrive:// only; a build without those backends refuses their URLs.
-  const unregistered = (scheme: string): string | false => !supportedSchemes().includes(scheme) && `${scheme}:// is not registered in this build`;
+  // The settings exist for azure:// and gdrive:// only. Both are always registered: were one missing,
+  // these tests would fail (a broken build), not be skipped.
 
-  it('warns for each plain secret, naming the field and line, never the value', { skip: unregistered('azure') }, () => {
+  it('warns for each plain secret, naming the field and line, never the value', () => {
     const loaded = loadConfigText(azureText, { file: 'holdfast.yaml', env, mode: 0o600 });
     const lines = formatWarnings(loaded);
     assert.deepEqual(lines, [`warning: holdfast.yaml:5:17: destinations.blob.accountKey: ${WARNING}`, `warning: holdfast.yaml:11:23: destinations.mixed.connectionString: ${WARNING}`]);
@@ -213,12 +212,12 @@ jobs:
     assert.ok(shown.includes('${AZURE_STORAGE_CONNECTION_STRING}') && shown.includes('*** (plain text in the file)'), shown);
   });
 
-  it('a Drive access token in plain text is warned about too', { skip: unregistered('gdrive') }, () => {
+  it('a Drive access token in plain text is warned about too', () => {
     const loaded = loadConfigText(`destinations:\n  drive: { url: "gdrive://1AbC", accessToken: ${SECRET} }\njobs:\n  j: { source: /x, to: drive }\n`, { file: 'holdfast.yaml', env: {} });
     assert.deepEqual(formatWarnings(loaded), [`warning: holdfast.yaml:2:47: destinations.drive.accessToken: ${WARNING}`]);
   });
 
-  it('warns when the file is readable by others while it holds plain secrets', { skip: unregistered('azure') }, () => {
+  it('warns when the file is readable by others while it holds plain secrets', () => {
     const file = join(tmp.path, 'holdfast.yaml');
     writeFileSync(file, azureText);
     chmodSync(file, 0o644);
@@ -235,7 +234,7 @@ jobs:
     assert.deepEqual(formatWarnings(loadConfig(file, { env })), []);
   });
 
-  it('a secret of the wrong type, or in a line YAML cannot parse, is not echoed in the error', { skip: unregistered('azure') }, () => {
+  it('a secret of the wrong type, or in a line YAML cannot parse, is not echoed in the error', () => {
     const texts = [
       'destinations:\n  a: { url: "azure://c/p", accountKey: 918273645 }\njobs: { j: { source: /x, to: a } }\n',
       'destinations:\n  a: { url: "azure://c/p", accountKey: "918273645" "x" }\n',

@@ -506,15 +506,14 @@ export function shouldFailCleanly(target: TargetRef): void {
       const body: BodySource = {
         size,
         open: () => {
-          let pushed = 0;
+          let reads = 0;
           return new Readable({
             read(): void {
-              if (pushed === 0) {
-                pushed = 64 * 1024;
-                this.push(randomBytes(pushed));
-                setTimeout(() => ac.abort(), 20);
-              }
-              // then stall: the abort must end the put, not the body
+              reads++;
+              if (reads === 1) this.push(randomBytes(64 * 1024));
+              // Asked for more: the put has taken the first chunk and is mid-body. Abort, and
+              // stall from here on: the abort must end the put, not the body.
+              else if (reads === 2) ac.abort();
             },
           });
         },

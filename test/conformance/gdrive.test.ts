@@ -7,7 +7,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Backend, BackendOptions } from '../../src/backends/backend.js';
@@ -15,6 +15,8 @@ import { bufferBody } from '../../src/backends/body.js';
 import { CHUNK_UNIT, KEY_PROPERTY, type DriveBackend } from '../../src/backends/gdrive.js';
 import { openBackend } from '../../src/backends/registry.js';
 import { push } from '../../src/sync/push.js';
+import { pull } from '../../src/sync/pull.js';
+import { openLedger } from '../../src/ledger/open.js';
 import { FOLDER_MIME, startFakeDrive, type FakeDrive } from '../helpers/fake-drive.js';
 import { caught, readAll, sha256 } from '../helpers/checks.js';
 import { makeTempDir } from '../helpers/tmp.js';
@@ -117,20 +119,75 @@ describe('gdrive:// specifics (on the local fake Drive)', () => {
     assert.ok(Buffer.compare(left[0]!.content, foreign) === 0);
   });
 
-  it('a duplicate of our own file (two writers raced) is removed by the next write, keeping the oldest', async () => {
+  it('a duplicate of our own file (two writers raced) is removed by the next write, keeping the one written last', async () => {
     const root = drive.createFolder('dupes');
     const b = await open(root);
     await put(b, 'same.bin', Buffer.from('one'));
-    const [oldest] = named(root, 'same.bin');
-    drive.createFile(root, 'same.bin', Buffer.from('two'), { ...oldest!.appProperties });
+    const [ours] = named(root, 'same.bin');
+    // Another writer's copy, written after ours.
+    const latest = drive.createFile(root, 'same.bin', Buffer.from('two'), { ...ours!.appProperties, 'holdfast-sha256': sha256(Buffer.from('two')) });
     assert.equal(named(root, 'same.bin').length, 2);
-    assert.equal((await b.head('same.bin'))?.sha256, sha256(Buffer.from('one')), 'head reads the oldest');
+    assert.equal((await b.head('same.bin'))?.sha256, sha256(Buffer.from('two')), 'head reads the copy written last');
     assert.deepEqual(await keys(b), ['same.bin'], 'list shows the key once');
     await put(b, 'same.bin', Buffer.from('three'));
     const files = named(root, 'same.bin');
     assert.equal(files.length, 1);
-    assert.equal(files[0]!.id, oldest!.id);
+    assert.equal(files[0]!.id, latest, 'the write went to the copy written last; the other was deleted');
     assert.equal(files[0]!.content.toString(), 'three');
+  });
+
+  it('the fake Drive\'s lagging listing: a new file is missing from the next n list queries, never from files.get', async () => {
+    const root = drive.createFolder('lag');
+    const list = async (): Promise<string[]> => {
+      const res = await fetch(`${drive.apiRoot}drive/v3/files?q=${encodeURIComponent(`'${root}' in parents`)}&fields=files(id)`, { headers: { Authorization: `Bearer ${drive.token}` } });
+      return ((await res.json()) as { files: { id: string }[] }).files.map((f) => f.id);
+    };
+    drive.listLag(2);
+    const id = drive.createFile(root, 'late.txt', Buffer.from('x'));
+    drive.listLag(0);
+    const now = drive.createFile(root, 'now.txt', Buffer.from('y'));
+    assert.deepEqual(await list(), [now]);
+    const got = await fetch(`${drive.apiRoot}drive/v3/files/${id}?fields=id`, { headers: { Authorization: `Bearer ${drive.token}` } });
+    assert.equal(got.status, 200, 'files.get sees it at once');
+    assert.deepEqual(await list(), [now]);
+    assert.deepEqual((await list()).sort(), [id, now].sort(), 'the third query lists it');
+  });
+
+  it('a write that could not see the key\'s file (the listing lags): reads take the later write, and the next write leaves one file', async () => {
+    const root = drive.createFolder('lagging');
+    const b = await open(root);
+    const [v1, v2, v3] = ['version one', 'version two, longer', 'three'].map((t) => Buffer.from(t)) as [Buffer, Buffer, Buffer];
+    drive.listLag(1000);
+    await put(b, 'doc.txt', v1);
+    drive.listLag(0);
+    // The listing does not show v1's file: v2 is a new file, and settling after it cannot see v1 either.
+    await put(b, 'doc.txt', v2);
+    assert.equal(named(root, 'doc.txt').length, 2, 'a second file was made');
+    drive.reveal();
+    assert.equal((await b.head('doc.txt'))?.sha256, sha256(v2), 'head reads the later write, not the stale copy that showed up late');
+    assert.ok(Buffer.compare(await readAll(await b.get('doc.txt')), v2) === 0, 'get reads it too');
+    const listed: { key: string; size: number }[] = [];
+    for await (const o of b.list()) listed.push({ key: o.key, size: o.size });
+    assert.deepEqual(listed, [{ key: 'doc.txt', size: v2.length }], 'listed once, as the later write');
+    await put(b, 'doc.txt', v3);
+    const files = named(root, 'doc.txt');
+    assert.equal(files.length, 1, 'the next write removed the stale copy');
+    assert.ok(Buffer.compare(files[0]!.content, v3) === 0);
+  });
+
+  it('a file the listing does not show is missed by a delete; it shows up later and the next delete removes it', async () => {
+    const root = drive.createFolder('lagging-delete');
+    const b = await open(root);
+    drive.listLag(1000);
+    await put(b, 'gone.txt', Buffer.from('old'));
+    drive.listLag(0);
+    await put(b, 'gone.txt', Buffer.from('new'));
+    await b.delete('gone.txt');
+    assert.equal(await b.head('gone.txt'), undefined);
+    drive.reveal();
+    assert.equal((await b.head('gone.txt'))?.sha256, sha256(Buffer.from('old')), 'the hidden copy shows up (documented: check reports it)');
+    await b.delete('gone.txt');
+    assert.equal(named(root, 'gone.txt').length, 0);
   });
 
   it('folders are looked up before they are created, once per instance, never duplicated', async () => {
@@ -440,6 +497,46 @@ describe('push() to gdrive:// (on the local fake Drive)', () => {
     } finally {
       await tmp.cleanup();
       await drive.stop();
+    }
+  });
+  it('runs on a listing that lags behind writes: what the ledger records is what the destination holds, and pull restores it', async () => {
+    const drive = await startFakeDrive();
+    const tmp = await makeTempDir('holdfast-gdrive-lag-');
+    try {
+      const root = drive.createFolder('backup');
+      const src = join(tmp.path, 'src');
+      await mkdir(src, { recursive: true });
+      const run = () => push({ source: src, destination: `gdrive://${root}`, stateDir: join(tmp.path, 'state'), backendOptions: options(drive) });
+      await writeFile(join(src, 'report.csv'), 'v1\n');
+      drive.listLag(1000);
+      assert.equal((await run()).status, 'completed');
+      drive.listLag(0);
+      // The next run cannot see the first file yet: it makes a second one.
+      const v2 = 'v2: a longer second version\n';
+      await writeFile(join(src, 'report.csv'), v2);
+      const second = await run();
+      assert.equal(second.status, 'completed', JSON.stringify(second.errors));
+      assert.equal(second.uploads.completed, 1);
+      drive.reveal();
+
+      const ledger = await openLedger({ stateDir: join(tmp.path, 'state') });
+      const backend = await openBackend(`gdrive://${root}`, options(drive));
+      try {
+        const dest = (await ledger.listDestinations())[0]!;
+        const row = await ledger.getObject(dest.id, 'report.csv');
+        assert.equal(row?.sha256, sha256(Buffer.from(v2)));
+        assert.equal((await backend.head('report.csv'))?.sha256, row.sha256, 'the destination holds what the ledger says');
+      } finally {
+        await backend.close();
+        await ledger.close();
+      }
+      const target = join(tmp.path, 'restore');
+      const restored = await pull({ destination: `gdrive://${root}`, target, stateDir: join(tmp.path, 'state'), backendOptions: options(drive) });
+      assert.equal(restored.status, 'completed', JSON.stringify(restored.errors));
+      assert.equal(await readFile(join(target, 'report.csv'), 'utf8'), v2);
+    } finally {
+      await drive.stop();
+      await tmp.cleanup();
     }
   });
 });

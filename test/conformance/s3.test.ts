@@ -17,6 +17,7 @@ import { caught } from '../helpers/checks.js';
 import { s3TestEnv, startS3Server } from '../helpers/s3-server.js';
 import type { S3TestServer } from '../helpers/s3-server.js';
 import { backendConformance } from './backend-suite.js';
+import { until } from '../helpers/wait.js';
 
 // Credentials for s3rver come from the environment, as they would for users.
 for (const [k, v] of Object.entries(s3TestEnv('unused'))) if (k !== 'AWS_ENDPOINT_URL') process.env[k] = v;
@@ -211,16 +212,19 @@ describe('s3:// put with a failing body, seen from the wire', () => {
   interface Seen {
     received: number;
     completed: boolean;
+    /** The request is over for the server: ended, or its connection cut. */
+    closed: boolean;
   }
   const seen: Seen[] = [];
   const http = createHttpServer((req: IncomingMessage, res) => {
-    const s: Seen = { received: 0, completed: false };
+    const s: Seen = { received: 0, completed: false, closed: false };
     seen.push(s);
     req.on('data', (c: Buffer) => (s.received += c.length));
     req.on('end', () => {
       s.completed = true;
       res.writeHead(200, { ETag: '"x"' }).end();
     });
+    req.on('close', () => (s.closed = true));
   });
   let endpoint = '';
   before(async () => {
@@ -238,8 +242,8 @@ describe('s3:// put with a failing body, seen from the wire', () => {
       let done = false;
       return new Readable({
         read(): void {
-          // Fail only once the request is well under way.
-          if (done) return void setTimeout(() => this.destroy(error), 100);
+          // Fail only once the request is under way: the server has bytes of it.
+          if (done) return void until('the server receiving the body', () => (seen.at(-1)?.received ?? 0) > 0).then(() => this.destroy(error));
           done = true;
           this.push(Buffer.alloc(good / 2, 1));
           this.push(Buffer.alloc(good / 2, 2));
@@ -259,8 +263,8 @@ describe('s3:// put with a failing body, seen from the wire', () => {
         const err = new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: 'p' });
         const e = await caught(b.put('k', failing(100_000, good, err), { size: 100_000, sha256: 'a'.repeat(64) }));
         assert.equal(e, err);
-        await new Promise((r) => setTimeout(r, 50));
         assert.equal(seen.length, 1, 'the request was sent');
+        await until('the server done with the request', () => seen[0]!.closed);
         assert.ok(seen[0]!.received > 0 && seen[0]!.received < 100_000, `server received ${seen[0]!.received} of 100000 bytes`);
         assert.equal(seen[0]!.completed, false);
       } finally {

@@ -9,6 +9,7 @@ import { RunEvents } from '../../src/engine/events.js';
 import { backoffDelay, withRetry } from '../../src/engine/retry.js';
 import { Limiter } from '../../src/engine/limiter.js';
 import { HoldfastError } from '../../src/core/errors.js';
+import { until } from '../helpers/wait.js';
 
 interface Ctx extends PipelineContext {
   order: string[];
@@ -122,16 +123,20 @@ describe('withRetry', () => {
     assert.equal(calls, 4);
   });
 
-  it('stops waiting when the signal aborts', async () => {
+  it('stops waiting when the signal aborts', { timeout: 10_000 }, async () => {
     const ac = new AbortController();
+    let calls = 0;
     const p = withRetry(
       async () => {
+        calls++;
+        // Aborted once this attempt has failed and the (minute-long) wait before the next has begun.
+        setImmediate(() => ac.abort());
         throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
       },
       { policy: { attempts: 10, baseMs: 60_000, maxMs: 60_000 }, signal: ac.signal, random: () => 1 },
     );
-    setTimeout(() => ac.abort(), 10);
     await assert.rejects(p, (e: unknown) => e instanceof HoldfastError && e.code === 'HOLDFAST_E_CANCELLED');
+    assert.equal(calls, 1, 'no second attempt');
   });
 
   it('uses full jitter below an exponential ceiling', () => {
@@ -153,7 +158,8 @@ describe('Limiter', () => {
         lim.run(async () => {
           active++;
           peak = Math.max(peak, active);
-          await new Promise((r) => setTimeout(r, 2));
+          // Hold the slot past this turn of the event loop, so the others queue behind it.
+          await new Promise((r) => setImmediate(r));
           active--;
         }),
       ),
@@ -173,8 +179,8 @@ describe('Cancellation', () => {
     c.stop(20);
     assert.equal(c.stopping.aborted, true);
     assert.equal(c.signal.aborted, false);
-    await new Promise((r) => setTimeout(r, 60));
-    assert.equal(c.signal.aborted, true);
+    await until('the drain timeout aborts', () => c.signal.aborted, 5_000);
+    assert.match(String((c.signal.reason as Error).message), /drain timeout \(20 ms\) expired/, 'aborted by the drain timer');
   });
 
   it('follows linked signals: stopSignal stops, signal aborts', () => {

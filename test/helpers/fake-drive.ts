@@ -43,6 +43,11 @@
 // - An interrupted chunk keeps what arrived in whole 256 KiB units, and the
 //   session goes on from there (test hook `interruptChunk`; a client that
 //   drops the connection mid-chunk gets the same).
+// - Listing that lags behind writes, as Drive's does (files.list is served
+//   from an index; files.get by id is not): with `listLag(n)`, a file created
+//   from then on is missing from the results of the next n files.list
+//   queries (a query's first page counts once; its later pages are served
+//   from the first page's snapshot), then shows up. Off by default.
 //
 // Not implemented, or implemented by assumption:
 // - Shared drives, corpora/driveId, permissions, sharing, owners, quotas,
@@ -141,6 +146,15 @@ export interface FakeDrive {
   failNext(fault: InjectedFault): void;
   /** Forgets upload sessions (all, or one by its upload_id): they answer 404, as an expired session does. */
   dropSessions(uploadId?: string): void;
+  /**
+   * Eventual consistency: every file created from now on is left out of the
+   * next `queries` files.list queries, then listed as usual; 0 turns it off
+   * for files created afterwards (files already hidden stay hidden for their
+   * count). files.get, update and delete by id always see every file.
+   */
+  listLag(queries: number): void;
+  /** Ends every file's lag now: the next files.list query shows them all. */
+  reveal(): void;
   /** Open and finished upload sessions: upload_id, bytes received, total. */
   sessions(): { id: string; received: number; total: number | undefined; done: boolean }[];
   stop(): Promise<void>;
@@ -376,6 +390,9 @@ export async function startFakeDrive(options: { maxPageSize?: number; token?: st
   const faults: InjectedFault[] = [];
   let interrupt: { afterBytes: number; nth: number } | undefined;
   let clock = 0;
+  let lag = 0;
+  /** File id → how many more files.list queries leave it out. */
+  const hidden = new Map<string, number>();
   const stats: FakeDriveStats = { ops: new Map(), chunkBytes: 0, multipartBytes: 0, maxChunksInFlight: 0 };
   const inFlight = new Map<string, number>();
   let apiRoot = '';
@@ -392,6 +409,7 @@ export async function startFakeDrive(options: { maxPageSize?: number; token?: st
     const t = now();
     const f: FakeFile = { id: newId(), name: meta.name, mimeType: meta.mimeType, parents: [...meta.parents], appProperties: { ...meta.appProperties }, content, createdTime: t, modifiedTime: t };
     files.set(f.id, f);
+    if (lag > 0) hidden.set(f.id, lag);
     return f;
   }
 
@@ -542,9 +560,14 @@ export async function startFakeDrive(options: { maxPageSize?: number; token?: st
           const query = q.get('q');
           const parsed = query === null || query.trim() === '' ? undefined : parseQuery(query);
           ids = [...files.values()]
-            .filter((f) => parsed === undefined || matches(parsed, f))
+            .filter((f) => !hidden.has(f.id) && (parsed === undefined || matches(parsed, f)))
             .sort((a, b) => b.createdTime - a.createdTime)
             .map((f) => f.id);
+          // This query was one of the lagging files' n.
+          for (const [id, left] of hidden) {
+            if (left <= 1) hidden.delete(id);
+            else hidden.set(id, left - 1);
+          }
         }
         const size = Math.min(Math.max(1, Number(q.get('pageSize') ?? 100) || 100), 1000, maxPageSize);
         const page = ids.slice(offset, offset + size);
@@ -820,6 +843,12 @@ export async function startFakeDrive(options: { maxPageSize?: number; token?: st
     },
     failNext(fault: InjectedFault): void {
       faults.push({ ...fault });
+    },
+    listLag(queries: number): void {
+      lag = Math.max(0, Math.floor(queries));
+    },
+    reveal(): void {
+      hidden.clear();
     },
     dropSessions(uploadId?: string): void {
       if (uploadId === undefined) sessions.clear();

@@ -8,11 +8,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { push } from '../../src/sync/push.js';
 import { ledgerDirKey } from '../../src/sync/run.js';
 import { watch, type WatchRound } from '../../src/sync/watch.js';
 import { stopAfterEach, until } from '../helpers/wait.js';
+import { ManualClock } from '../helpers/clock.js';
 import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
 
 describe('a ledger inside the source', () => {
@@ -57,16 +57,27 @@ describe('a ledger inside the source', () => {
     const { base, src } = source();
     const rounds: WatchRound[] = [];
     const stop = stopper();
-    const running = watch({ source: src, destination: `file://${join(base, 'dst')}`, stateDir: join(src, '.state'), quietMs: 0, batchMs: 50, stopSignal: stop.signal, onRound: (r) => rounds.push(r) });
+    const rescanMs = 60_000;
+    const batchMs = 50;
+    // Time moves only when this test moves it, so which round comes next, and why, is decided here, not by the machine's speed.
+    const clock = new ManualClock();
+    const running = watch({ source: src, destination: `file://${join(base, 'dst')}`, stateDir: join(src, '.state'), quietMs: 0, batchMs, rescanMs, clock, stopSignal: stop.signal, onRound: (r) => rounds.push(r) });
     await until('the first round', () => rounds.length >= 1);
-    assert.equal(rounds.length, 1);
-    // Each round writes the ledger; were those writes taken for changes, rounds would follow every ~50 ms.
-    await delay(1500);
-    assert.equal(rounds.length, 1, `no round after the first without a change (${rounds.map((r) => r.reason).join(', ')})`);
+    // Each round writes the ledger inside the source. Were those writes taken for changes, the
+    // next round would start as a 'change' round; with no change it is the periodic rescan.
+    for (const n of [2, 3]) {
+      clock.advance(rescanMs);
+      await until(`round ${n}`, () => rounds.length >= n);
+      assert.equal(rounds[n - 1]?.reason, 'rescan', `round ${n} came from the timer, not from the ledger's writes (${rounds.map((r) => r.reason).join(', ')})`);
+      assert.equal(rounds[n - 1]?.report.uploads.completed, 0);
+    }
     writeFileSync(join(src, 'c.txt'), 'c');
-    await until('a second round', () => rounds.length >= 2);
-    assert.equal(rounds[1]?.reason, 'change');
-    assert.equal(rounds[1]?.report.uploads.completed, 1);
+    await until('a round for the new file', () => {
+      clock.advance(batchMs);
+      return rounds.length >= 4;
+    });
+    assert.equal(rounds[3]?.reason, 'change');
+    assert.equal(rounds[3]?.report.uploads.completed, 1);
     stop.abort();
     await running;
   });

@@ -6,14 +6,14 @@
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { watch, type WatchRound, type WatchSummary } from '../../src/sync/watch.js';
 import { openLedger } from '../../src/ledger/open.js';
 import { startS3Server, s3TestEnv, testS3Client, type S3TestServer } from '../helpers/s3-server.js';
 import { FAULT_503, startProxy } from '../helpers/proxy.js';
 import { stopAfterEach, until } from '../helpers/wait.js';
+import { ManualClock } from '../helpers/clock.js';
 import { listTree, makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { destinationByUrl } from '../helpers/destinations.js';
@@ -47,31 +47,45 @@ describe('watch', () => {
 
   it('sends new files after their quiet period, never a temp name, and a growing file only once it is complete', async () => {
     const { src, dst, state } = dirs();
+    const quietMs = 400;
     writeFileSync(join(src, 'before.txt'), 'there before watch started');
+    // The watcher's clock starts a quiet period after before.txt was written and moves only when this test moves it.
+    const clock = new ManualClock(Date.now() + quietMs);
+    // What the test writes from here on "changed" at `changing` on that clock: still changing until the clock passes it.
+    const changing = clock.now() + 10_000;
+    const touch = (path: string): void => utimesSync(path, changing / 1000, changing / 1000);
     const stop = stopper();
     const rounds: WatchRound[] = [];
-    const running = watch({ source: src, destination: `file://${dst}`, stateDir: state, quietMs: 400, batchMs: 50, stopSignal: stop.signal, onRound: (r) => rounds.push(r), ...fast });
-    await until('the existing file', () => existsSync(join(dst, 'before.txt')));
+    const running = watch({ source: src, destination: `file://${dst}`, stateDir: state, quietMs, batchMs: 0, clock, stopSignal: stop.signal, onRound: (r) => rounds.push(r), ...fast });
+    await until('the first round, with the existing file', () => rounds.length >= 1);
     assert.equal(rounds[0]?.reason, 'start');
+    assert.equal(rounds[0]?.report.uploads.completed, 1);
+    assert.ok(existsSync(join(dst, 'before.txt')));
 
-    // A backup tool's pattern: write under a temp name, slowly, then rename.
+    // A backup tool's pattern: write under a temp name in steps, then rename; and a log that keeps growing.
+    // Every write starts rounds (batchMs 0); none may send a file that is still changing.
     const tmpName = join(src, 'backup-1.tar.tmp');
     for (let i = 0; i < 8; i++) {
       appendFileSync(tmpName, Buffer.alloc(4096, i));
-      await delay(100);
+      touch(tmpName);
     }
     renameSync(tmpName, join(src, 'backup-1.tar'));
-    // A file that keeps growing for longer than the quiet period, in small steps.
     const growing = join(src, 'growing.log');
     for (let i = 0; i < 10; i++) {
       appendFileSync(growing, `line ${i}\n`);
-      await delay(100);
+      touch(growing);
+      const seen = rounds.length;
+      await until(`a round after line ${i}`, () => rounds.length > seen);
     }
+    await until('a round that saw both files still changing', () => rounds.some((r) => r.settling === 2));
+    assert.ok(!existsSync(join(dst, 'backup-1.tar')) && !existsSync(join(dst, 'growing.log')), 'nothing changing was sent');
+
+    // The quiet period passes on the watcher's clock: a settle round sends both, once, complete.
+    clock.set(changing + quietMs);
     await until('the renamed backup and the finished log', () => existsSync(join(dst, 'backup-1.tar')) && existsSync(join(dst, 'growing.log')));
     assert.equal(readFileSync(join(dst, 'backup-1.tar')).length, 8 * 4096, 'the whole backup, as renamed');
     assert.equal(readFileSync(join(dst, 'growing.log'), 'utf8'), readFileSync(growing, 'utf8'), 'the log as it was when it stopped changing');
     assert.ok(!existsSync(join(dst, 'backup-1.tar.tmp')), 'the temp name is never sent');
-    assert.ok(rounds.some((r) => r.settling > 0), 'some round saw a file still changing and left it for later');
 
     stop.abort();
     const summary: WatchSummary = await running;
@@ -165,25 +179,39 @@ describe('watch', () => {
     await proxy.stop();
   });
 
-  it('batches a burst: 200 files written at once are sent in a round or two, not 200', async () => {
+  it('batches a burst: 200 files written at once are sent in one round, not 200', async () => {
     const { src, dst, state } = dirs();
     const stop = stopper();
     const rounds: WatchRound[] = [];
-    const running = watch({ source: src, destination: `file://${dst}`, stateDir: state, quietMs: 200, batchMs: 200, stopSignal: stop.signal, onRound: (r) => rounds.push(r), ...fast });
+    const batchMs = 200;
+    const quietMs = 200;
+    // The clock moves only when this test moves it: no round can start while the burst is being written.
+    const clock = new ManualClock();
+    const running = watch({ source: src, destination: `file://${dst}`, stateDir: state, quietMs, batchMs, clock, stopSignal: stop.signal, onRound: (r) => rounds.push(r), ...fast });
     await until('the first round', () => rounds.length >= 1);
     mkdirSync(join(src, 'burst'));
     for (let i = 0; i < 200; i++) writeFileSync(join(src, 'burst', `f${i}.txt`), `file ${i}`);
+    assert.equal(rounds.length, 1, 'no round during the burst');
+    // Every file quiet on the clock; then a batch window at a time until the events' round has run.
+    clock.set(Date.now() + quietMs);
     // Counted by name: the destination's own temp files come and go meanwhile.
     const sent = (): number => (existsSync(join(dst, 'burst')) ? readdirSync(join(dst, 'burst')).filter((n) => /^f\d+\.txt$/.test(n)).length : 0);
     const reported = (): number => rounds.slice(1).reduce((n, r) => n + r.report.uploads.completed, 0);
-    await until('all 200 on the destination, and reported', () => sent() === 200 && reported() >= 200);
+    await until('all 200 on the destination, and reported', () => {
+      clock.advance(batchMs);
+      return sent() === 200 && reported() >= 200;
+    });
     const after = rounds.slice(1);
     assert.equal(
       after.reduce((n, r) => n + r.report.uploads.completed, 0),
       200,
       'each file sent once',
     );
-    assert.ok(after.length <= 3, `the burst took ${after.length} rounds (${after.map((r) => `${r.reason}:${r.report.uploads.completed}`).join(', ')})`);
+    assert.deepEqual(
+      after.filter((r) => r.report.uploads.completed > 0).map((r) => [r.reason, r.report.uploads.completed]),
+      [['change', 200]],
+      'one round sent the whole burst',
+    );
     stop.abort();
     await running;
   });
