@@ -20,16 +20,13 @@ import { CONTENT_OPS, seededRandom, startProxy, type S3Op, type S3Proxy } from '
 import { startS3Server, type S3TestServer } from '../helpers/s3-server.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { assertConverged, buildTree, directClient, KiB, MiB, pushArgs, startCli, treeBytes, type Tree, type TreeShape } from './harness.js';
-import { describeTrigger, runAttempt, type Attempt, type Trigger } from './kills.js';
+import { crashSeeds, describeTrigger, runAttempt, type Attempt, type Trigger } from './kills.js';
 
 const TRANSFERS = 4;
 const PART = 5 * MiB;
 const SHAPE: TreeShape = { smallFiles: 150, smallMin: 1 * KiB, smallMax: 64 * KiB, bigMin: 2, bigMax: 3, bigSizeMin: 12 * MiB, bigSizeMax: 21 * MiB };
 
-const singleSeed = process.env.HOLDFAST_CRASH_SEED !== undefined && process.env.HOLDFAST_CRASH_SEED !== '' ? Number(process.env.HOLDFAST_CRASH_SEED) : undefined;
-const iterations = singleSeed !== undefined ? 1 : Number(process.env.HOLDFAST_CRASH_ITERATIONS ?? 25);
-const baseSeed = Number(process.env.HOLDFAST_CRASH_BASE_SEED ?? Math.floor(Math.random() * 2 ** 31));
-const seeds = singleSeed !== undefined ? [singleSeed] : Array.from({ length: iterations }, (_, i) => (baseSeed + i) >>> 0);
+const { seeds, label: seedLabel } = crashSeeds('HOLDFAST_CRASH_ITERATIONS', 25);
 
 const totals = { iterations: 0, kills: 0, missed: 0, sourceBytes: 0, sentBytes: 0, allowance: 0, inFlightAtKills: 0, ms: 0, phases: new Map<string, number>() };
 
@@ -46,7 +43,7 @@ describe('kill -9 at random instants, then run again: the push converges', { con
     proxy = await startProxy({ target: s3.endpoint });
     client = directClient(s3.endpoint);
     tmp = await makeTempDir('holdfast-crash-');
-    console.log(`crash suite: ${seeds.length} iteration(s), seeds ${singleSeed !== undefined ? singleSeed : `${baseSeed}..${baseSeed + seeds.length - 1}`} (rerun one with HOLDFAST_CRASH_SEED=<seed>)`);
+    console.log(`crash suite: ${seeds.length} iteration(s), seeds ${seedLabel} (rerun one with HOLDFAST_CRASH_SEED=<seed>)`);
     // Calibrate: how long does a full run of this shape take on this machine?
     const src = join(tmp.path, 'calibrate');
     buildTree(src, seededRandom(7), SHAPE);

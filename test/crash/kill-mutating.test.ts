@@ -22,16 +22,13 @@ import { runCli } from '../helpers/cli.js';
 import { s3TestEnv, startS3Server, type S3TestServer } from '../helpers/s3-server.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
 import { assertConverged, buildTree, directClient, KiB, MiB, pushArgs, writeSeededFile, type Tree, type TreeShape } from './harness.js';
-import { describeTrigger, runAttempt, type Attempt, type Trigger } from './kills.js';
+import { crashSeeds, describeTrigger, runAttempt, type Attempt, type Trigger } from './kills.js';
 
 const TRANSFERS = 4;
 const SHAPE: TreeShape = { smallFiles: 60, smallMin: 1 * KiB, smallMax: 48 * KiB, bigMin: 0, bigMax: 2, bigSizeMin: 6 * MiB, bigSizeMax: 11 * MiB };
 const DIRS = ['', 'docs', 'docs/2024', 'img', 'x y'];
 
-const singleSeed = process.env.HOLDFAST_CRASH_SEED !== undefined && process.env.HOLDFAST_CRASH_SEED !== '' ? Number(process.env.HOLDFAST_CRASH_SEED) : undefined;
-const iterations = singleSeed !== undefined ? 1 : Number(process.env.HOLDFAST_CRASH_MUTATING_ITERATIONS ?? 8);
-const baseSeed = Number(process.env.HOLDFAST_CRASH_BASE_SEED ?? Math.floor(Math.random() * 2 ** 31));
-const seeds = singleSeed !== undefined ? [singleSeed] : Array.from({ length: iterations }, (_, i) => (baseSeed + i) >>> 0);
+const { seeds, label: seedLabel } = crashSeeds('HOLDFAST_CRASH_MUTATING_ITERATIONS', 8);
 
 const totals = { iterations: 0, kills: 0, missed: 0, edits: 0, adds: 0, deletes: 0, phases: new Map<string, number>(), ms: 0 };
 
@@ -102,7 +99,7 @@ describe('kill -9 while the source changes between runs: sync converges to the s
     proxy = await startProxy({ target: s3.endpoint });
     client = directClient(s3.endpoint);
     tmp = await makeTempDir('holdfast-crash-mut-');
-    console.log(`mutating crash suite: ${seeds.length} iteration(s), seeds ${singleSeed !== undefined ? singleSeed : `${baseSeed}..${baseSeed + seeds.length - 1}`} (rerun one with HOLDFAST_CRASH_SEED=<seed>)`);
+    console.log(`mutating crash suite: ${seeds.length} iteration(s), seeds ${seedLabel} (rerun one with HOLDFAST_CRASH_SEED=<seed>)`);
     const src = join(tmp.path, 'calibrate');
     buildTree(src, seededRandom(11), SHAPE);
     await s3.createBucket('calibrate');

@@ -147,3 +147,16 @@ export function arm(p: S3Proxy, run: CliRun, trigger: Trigger | undefined, kill:
     for (const off of offs) off();
   };
 }
+
+/**
+ * The seeds of a crash suite's iterations, from the environment:
+ * HOLDFAST_CRASH_SEED=S reruns one; `iterationsVar`=N runs N (default `dflt`);
+ * HOLDFAST_CRASH_BASE_SEED=B fixes them (B, B+1, …). `label` says which, for the log.
+ */
+export function crashSeeds(iterationsVar: string, dflt: number): { seeds: number[]; label: string } {
+  const one = process.env.HOLDFAST_CRASH_SEED;
+  if (one !== undefined && one !== '') return { seeds: [Number(one)], label: one };
+  const n = Number(process.env[iterationsVar] ?? dflt);
+  const base = Number(process.env.HOLDFAST_CRASH_BASE_SEED ?? Math.floor(Math.random() * 2 ** 31));
+  return { seeds: Array.from({ length: n }, (_, i) => (base + i) >>> 0), label: `${base}..${base + n - 1}` };
+}

@@ -25,6 +25,15 @@ for (const [k, v] of Object.entries(s3TestEnv('unused'))) if (k !== 'AWS_ENDPOIN
 
 const FAST_RETRY = { attempts: 2, baseMs: 5, maxMs: 20 };
 
+async function objectExists(client: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe('safety: nothing that may have landed is forgotten; leases hold', { concurrency: false }, () => {
   let s3: S3TestServer;
   let proxy: S3Proxy;
@@ -44,14 +53,7 @@ describe('safety: nothing that may have landed is forgotten; leases hold', { con
     await tmp?.cleanup();
   });
 
-  async function exists(bucket: string, key: string): Promise<boolean> {
-    try {
-      await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return true;
-    } catch {
-      return false;
-    }
-  }
+  const exists = (bucket: string, key: string): Promise<boolean> => objectExists(client, bucket, key);
 
   it('an upload whose answer was lost is resolved by asking the destination, never forgotten, so cleanup keeps it', async () => {
     await s3.createBucket('lost');
@@ -262,12 +264,5 @@ describe('safety: identities, and what cleanup may delete', { concurrency: false
     }
   });
 
-  async function exists(bucket: string, key: string): Promise<boolean> {
-    try {
-      await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return true;
-    } catch {
-      return false;
-    }
-  }
+  const exists = (bucket: string, key: string): Promise<boolean> => objectExists(client, bucket, key);
 });
