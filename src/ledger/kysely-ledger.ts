@@ -48,6 +48,8 @@ const CHUNK = 500;
 export interface DialectTraits {
   readonly name: DialectName;
   readonly beginWrite: string;
+  /** The ledger's clock, epoch ms: on PostgreSQL the server's (`now()`, the transaction's start); SQLite lives on this one machine. */
+  clock(db: Kysely<Database>): Promise<number>;
   lockRows<DB, TB extends keyof DB, O>(qb: SelectQueryBuilder<DB, TB, O>): SelectQueryBuilder<DB, TB, O>;
   lockForClaim<DB, TB extends keyof DB, O>(qb: SelectQueryBuilder<DB, TB, O>): SelectQueryBuilder<DB, TB, O>;
 }
@@ -56,12 +58,17 @@ export const DIALECT_TRAITS: Readonly<Record<DialectName, DialectTraits>> = {
   sqlite: {
     name: 'sqlite',
     beginWrite: 'begin immediate',
+    clock: () => Promise.resolve(Date.now()),
     lockRows: (qb) => qb,
     lockForClaim: (qb) => qb,
   },
   postgres: {
     name: 'postgres',
     beginWrite: 'begin',
+    clock: async (db) => {
+      const r = await sql<{ now: string | number }>`select (extract(epoch from now()) * 1000)::bigint as now`.execute(db);
+      return toNumber(r.rows[0]?.now ?? Date.now());
+    },
     lockRows: (qb) => qb.forUpdate(),
     lockForClaim: (qb) => qb.forUpdate().skipLocked(),
   },
@@ -227,7 +234,7 @@ export interface KyselyLedgerOptions {
   readonly dialect: DialectName;
   /** File path or connection URL without password. */
   readonly location: string;
-  /** Clock (epoch ms); tests may pass their own. */
+  /** Clock (epoch ms); tests may pass their own. Default: the dialect's clock (the database server's on PostgreSQL). */
   readonly now?: () => number;
 }
 
@@ -236,7 +243,8 @@ export class KyselyLedger implements Ledger {
   readonly location: string;
   readonly #db: Kysely<Database>;
   readonly #traits: DialectTraits;
-  readonly #now: () => number;
+  /** A clock given by a test; otherwise the dialect's (the database's own). */
+  readonly #fixedNow: (() => number) | undefined;
   #closed = false;
 
   constructor(db: Kysely<Database>, options: KyselyLedgerOptions) {
@@ -244,7 +252,7 @@ export class KyselyLedger implements Ledger {
     this.#traits = DIALECT_TRAITS[options.dialect];
     this.dialect = options.dialect;
     this.location = options.location;
-    this.#now = options.now ?? Date.now;
+    this.#fixedNow = options.now;
   }
 
   /** Every driver error leaves the ledger as a HoldfastError (BUSY stays BUSY: it is transient). */
@@ -263,8 +271,13 @@ export class KyselyLedger implements Ledger {
     }
   }
 
-  #write<T>(fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
-    return this.#guard(() => writeTransaction(this.#db, this.#traits, fn));
+  /**
+   * One write transaction; `now` is the ledger's clock at its start (the
+   * database server's on PostgreSQL), the one time every lease, heartbeat and
+   * row timestamp of the transaction is written and compared with.
+   */
+  #write<T>(fn: (trx: Kysely<Database>, now: number) => Promise<T>): Promise<T> {
+    return this.#guard(() => writeTransaction(this.#db, this.#traits, async (trx) => fn(trx, this.#fixedNow?.() ?? (await this.#traits.clock(trx)))));
   }
 
   /**
@@ -321,11 +334,10 @@ export class KyselyLedger implements Ledger {
   // ----- destinations
 
   async ensureDestination(destination: DestinationRef): Promise<DestinationRow> {
-    const now = this.#now();
     const { url, kind } = destination;
     const { namespace } = destination.location;
     const identity = namespace + destination.location.prefix;
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       const known = await trx.selectFrom('destinations').selectAll().where('identity', '=', identity).executeTakeFirst();
       if (known !== undefined) return toDestinationRow(known);
       // A row made before identities existed (migration 002): its endpoint was never recorded, so the first identity to use its URL claims it.
@@ -393,8 +405,7 @@ export class KyselyLedger implements Ledger {
   // ----- runs
 
   async startRun(input: StartRunInput): Promise<RunRow> {
-    const now = this.#now();
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       const row = await trx
         .insertInto('runs')
         .values({
@@ -412,9 +423,8 @@ export class KyselyLedger implements Ledger {
   }
 
   async finishRun(runId: number, status: Exclude<RunStatus, 'running'>, summary: unknown): Promise<void> {
-    const now = this.#now();
     const text = summary === undefined || summary === null ? null : JSON.stringify(summary);
-    await this.#write(async (trx) => {
+    await this.#write(async (trx, now) => {
       await trx.updateTable('runs').set({ status, finished_at: now, summary: text }).where('id', '=', runId).execute();
     });
   }
@@ -509,9 +519,8 @@ export class KyselyLedger implements Ledger {
     const byKey = new Map<string, PlannedUpload>();
     for (const item of items) byKey.set(item.key, item);
     const unique = [...byKey.values()];
-    const now = this.#now();
 
-    await this.#write(async (trx) => {
+    await this.#write(async (trx, now) => {
       leftAlone = [];
       for (const chunk of chunks(unique)) {
         const existing = await trx
@@ -600,8 +609,7 @@ export class KyselyLedger implements Ledger {
 
   async touchObjects(items: readonly TouchedObject[]): Promise<number[]> {
     if (items.length === 0) return [];
-    const now = this.#now();
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       const leftAlone: number[] = [];
       for (const item of items) {
         // Fenced on what the planner saw: a row re-planned (or completed with other content)
@@ -626,9 +634,8 @@ export class KyselyLedger implements Ledger {
    */
   async forgetObjects(items: readonly ForgottenObject[], note: string, runId: number | null): Promise<number[]> {
     if (items.length === 0) return [];
-    const now = this.#now();
     const wanted = new Map(items.map((i) => [i.objectId, i.seen]));
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       const forgotten: number[] = [];
       for (const chunk of chunks([...wanted.keys()])) {
         const rows = await trx
@@ -678,10 +685,8 @@ export class KyselyLedger implements Ledger {
     if (opts.limit <= 0 || statuses.length === 0) return [];
     const settled = statuses.filter((s) => !isInProgress(s));
     const held = statuses.filter((s) => isInProgress(s));
-    const now = this.#now();
-    const leaseUntil = now + opts.leaseMs;
-
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
+      const leaseUntil = now + opts.leaseMs;
       // Step 1: pick the rows. On PostgreSQL lockForClaim adds FOR UPDATE SKIP
       // LOCKED, so concurrent workers pick disjoint rows.
       let pick = trx.selectFrom('objects').select(['id', 'key', 'status']).where('destination_id', '=', opts.destinationId);
@@ -754,10 +759,9 @@ export class KyselyLedger implements Ledger {
     opts: { readonly deadOwners?: readonly string[] } = {},
   ): Promise<ObjectRow[]> {
     if (rows.length === 0) return [];
-    const now = this.#now();
     const wanted = new Map(rows.map((r) => [r.objectId, r.attemptId]));
     const dead = new Set(opts.deadOwners ?? []);
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       const current = [];
       for (const chunk of chunks([...wanted.keys()])) {
         current.push(
@@ -804,9 +808,8 @@ export class KyselyLedger implements Ledger {
 
   async planDeletes(items: readonly PlannedDelete[], note: string, runId: number | null): Promise<string[]> {
     if (items.length === 0) return [];
-    const now = this.#now();
     let leftAlone: string[] = [];
-    await this.#write(async (trx) => {
+    await this.#write(async (trx, now) => {
       leftAlone = [];
       for (const chunk of chunks(items)) {
         const rows = await trx
@@ -841,8 +844,7 @@ export class KyselyLedger implements Ledger {
 
   async requeueObjects(objectIds: readonly number[], note: string, runId: number | null): Promise<void> {
     if (objectIds.length === 0) return;
-    const now = this.#now();
-    await this.#write(async (trx) => {
+    await this.#write(async (trx, now) => {
       for (const chunk of chunks([...new Set(objectIds)])) {
         const rows = await trx
           .selectFrom('objects')
@@ -874,9 +876,8 @@ export class KyselyLedger implements Ledger {
 
   async adoptObjects(destinationId: number, items: readonly AdoptedObject[], note: string, runId: number | null): Promise<string[]> {
     if (items.length === 0) return [];
-    const now = this.#now();
     let leftAlone: string[] = [];
-    await this.#write(async (trx) => {
+    await this.#write(async (trx, now) => {
       leftAlone = [];
       for (const chunk of chunks(items)) {
         const existing = await trx
@@ -919,9 +920,8 @@ export class KyselyLedger implements Ledger {
 
   async markOrphansForDeletion(destinationId: number, keys: readonly string[], note: string, runId: number | null): Promise<string[]> {
     if (keys.length === 0) return [];
-    const now = this.#now();
     let leftAlone: string[] = [];
-    await this.#write(async (trx) => {
+    await this.#write(async (trx, now) => {
       leftAlone = [];
       for (const chunk of chunks([...new Set(keys)])) {
         const existing = await trx
@@ -965,8 +965,7 @@ export class KyselyLedger implements Ledger {
   }
 
   async recordNote(destinationId: number, key: string, note: string, runId: number | null): Promise<void> {
-    const now = this.#now();
-    await this.#write(async (trx) => {
+    await this.#write(async (trx, now) => {
       const row = await trx
         .selectFrom('objects')
         .select(['id', 'status'])
@@ -1019,9 +1018,8 @@ export class KyselyLedger implements Ledger {
 
   async renewLeases(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number): Promise<number[]> {
     if (rows.length === 0) return [];
-    const now = this.#now();
     const wanted = new Map(rows.map((r) => [r.objectId, r.attemptId]));
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       const renewed: number[] = [];
       for (const chunk of chunks([...wanted.keys()])) {
         // Held = still ours, in progress, under the attempt we are running. Read then
@@ -1048,7 +1046,7 @@ export class KyselyLedger implements Ledger {
   }
 
   async clock(): Promise<number> {
-    return this.#now();
+    return this.#fixedNow?.() ?? this.#guard(() => this.#traits.clock(this.#db));
   }
 
   /**
@@ -1059,8 +1057,7 @@ export class KyselyLedger implements Ledger {
    */
   async recordOutcomes(outcomes: readonly Outcome[], runId: number | null): Promise<OutcomeResult[]> {
     if (outcomes.length === 0) return [];
-    const now = this.#now();
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       const state = new Map<number, { destinationId: number; key: string; status: ObjectStatus; attemptId: string | null }>();
       for (const chunk of chunks([...new Set(outcomes.map((o) => o.objectId))])) {
         const rows = await trx
@@ -1121,8 +1118,7 @@ export class KyselyLedger implements Ledger {
   // ----- multipart bookkeeping
 
   async setUploadId(objectId: number, attemptId: string, uploadId: string | null): Promise<boolean> {
-    const now = this.#now();
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       const res = await trx
         .updateTable('objects')
         .set({ upload_id: uploadId, updated_at: now })
@@ -1140,8 +1136,7 @@ export class KyselyLedger implements Ledger {
   }
 
   async recordPart(part: PartRow, attemptId: string): Promise<boolean> {
-    const now = this.#now();
-    return this.#write(async (trx) => {
+    return this.#write(async (trx, now) => {
       // The fence is an UPDATE, not a SELECT: on PostgreSQL it also locks the
       // row until commit, so a concurrent claim cannot slip in between.
       const res = await trx
@@ -1229,8 +1224,7 @@ export class KyselyLedger implements Ledger {
   async storeFileCache(entries: readonly FileCacheEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const byPath = new Map(entries.map((e) => [e.path, e]));
-    const now = this.#now();
-    await this.#write(async (trx) => {
+    await this.#write(async (trx, now) => {
       for (const chunk of chunks([...byPath.values()])) {
         await trx
           .insertInto('file_cache')
