@@ -1,4 +1,5 @@
-// Hostile input: the configuration file (issue 10 #3). A 300-byte YAML file of
+// Hostile input: the configuration file (issue 10 #3), and the ignore file in
+// a source root others may write to. A 300-byte YAML file of
 // nested aliases (a "billion laughs") used to keep `config check` busy for
 // minutes and hundreds of MiB while every alias was copied out; a FIFO named
 // as the configuration hung it for ever; a huge file was read whole. Now alias
@@ -9,7 +10,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
 import { makeTempDir, type TempDir } from '../helpers/tmp.js';
@@ -64,6 +65,17 @@ describe('config check refuses hostile configuration files', () => {
     assert.notEqual(r.code, null, `killed after ${r.ms} ms: it blocked on the FIFO`);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /HOLDFAST_E_CONFIG: .*fifo\.yaml: it is not a regular file/);
+  });
+
+  it('a FIFO as the source root’s .holdfastignore is refused, not waited on (it would block even Ctrl-C)', async () => {
+    const src = join(tmp.path, 'src-with-fifo-ignore');
+    mkdirSync(src);
+    writeFileSync(join(src, 'a.txt'), 'a');
+    execFileSync('mkfifo', [join(src, '.holdfastignore')]);
+    const r = await runCli(['push', src, `file://${join(tmp.path, 'fifo-ignore-dst')}`], { env: { HOLDFAST_STATE: join(tmp.path, 'fifo-ignore-state') }, timeoutMs: BOUND_MS });
+    assert.notEqual(r.code, null, 'killed: it blocked on the FIFO');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /HOLDFAST_E_CONFIG: .*\.holdfastignore: not a regular file/);
   });
 
   it('anchors and aliases used as people use them still work', async () => {
