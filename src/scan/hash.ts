@@ -24,7 +24,7 @@ import { createHash } from 'node:crypto';
 import { constants, readlinkSync, type Stats } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { isAbsolute, join, relative, sep } from 'node:path';
+import { sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
 import { HoldfastError, cancelledError, classifyError, throwIfAborted } from '../core/errors.js';
@@ -209,13 +209,14 @@ export async function openSourceFile(path: string, expected: ExpectedSource = {}
 
 /** The opened file must be root/<the rest of path> as the system sees it: no folder on the way was swapped for a symlink. */
 async function checkUnderRoot(fh: FileHandle, path: string, root: string): Promise<void> {
-  const rest = relative(root, path);
-  if (rest === '' || rest === '..' || rest.startsWith(`..${sep}`) || isAbsolute(rest)) return;
+  // Plain string work (this runs once per file sent): `path` is the scan's join(root, key).
+  const prefix = root.endsWith(sep) ? root : root + sep;
+  if (!path.startsWith(prefix)) return;
   const actual = descriptorPath(fh.fd);
   if (actual === undefined) return;
   const base = await realRoot(root);
   if (base === undefined) return;
-  const want = join(base, rest);
+  const want = (base.endsWith(sep) ? base : base + sep) + path.slice(prefix.length);
   if (actual !== want) {
     throw changedError(path, `it now leads to "${actual}", outside the scanned tree (a folder on the way was replaced by a symbolic link?)`);
   }
