@@ -182,9 +182,12 @@ export async function openSourceFile(path: string, expected: ExpectedSource = {}
   throwIfAborted(signal);
   const follow = opts.followSymlinks === true;
   let fh: FileHandle;
+  const opening = open(path, constants.O_RDONLY | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW));
   try {
-    fh = await abandonable(open(path, constants.O_RDONLY | O_NONBLOCK | (follow ? 0 : O_NOFOLLOW)), signal);
+    fh = await abandonable(opening, signal);
   } catch (e) {
+    // Abandoned: should the open still succeed, close what it opens (not left to the garbage collector).
+    if (signal?.aborted === true) opening.then((h) => h.close()).catch(() => undefined);
     const code = (e as NodeJS.ErrnoException).code;
     // O_NOFOLLOW on a symlink: ELOOP (Linux), EMLINK (FreeBSD), EFTYPE (NetBSD). A socket cannot be opened: ENXIO.
     if (code === 'ELOOP' || code === 'EMLINK' || code === 'EFTYPE') throw changedError(path, 'it is now a symbolic link (not followed)');
@@ -214,10 +217,17 @@ async function checkUnderRoot(fh: FileHandle, path: string, root: string): Promi
   if (!path.startsWith(prefix)) return;
   const actual = descriptorPath(fh.fd);
   if (actual === undefined) return;
-  const base = await realRoot(root);
-  if (base === undefined) return;
-  const want = (base.endsWith(sep) ? base : base + sep) + path.slice(prefix.length);
-  if (actual !== want) {
+  const wanted = async (): Promise<string | undefined> => {
+    const base = await realRoot(root);
+    return base === undefined ? undefined : (base.endsWith(sep) ? base : base + sep) + path.slice(prefix.length);
+  };
+  let want = await wanted();
+  if (want !== undefined && actual !== want) {
+    // The cached real root may be stale (a long-running watch whose root symlink was re-pointed): ask once more.
+    realRoots.delete(root);
+    want = await wanted();
+  }
+  if (want !== undefined && actual !== want) {
     throw changedError(path, `it now leads to "${actual}", outside the scanned tree (a folder on the way was replaced by a symbolic link?)`);
   }
 }
