@@ -6,6 +6,13 @@
 //
 // Only this file knows the `yaml` package; the rest of src/config sees
 // `ConfigNode`s.
+//
+// Aliases are expanded into copies, so a few hundred bytes of nested aliases
+// (a "billion laughs") could stand for billions of nodes. Two bounds refuse
+// that before any time or memory goes into it: the `yaml` library's own
+// alias count (MAX_ALIAS_COUNT, its `maxAliasCount`), and a cap on the nodes
+// aliases may add to the tree (MAX_ALIAS_NODES). A real configuration uses a
+// few anchors a few times and meets neither.
 
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 
@@ -73,6 +80,25 @@ export function detectFormat(fileName: string, text: string): ConfigFormat {
 
 const START: Position = { line: 1, col: 1 };
 
+/** The `yaml` library's `maxAliasCount`: how far aliases may multiply (uses of an anchor × the aliases inside it). */
+export const MAX_ALIAS_COUNT = 1000;
+/** At most this many nodes may come from expanding aliases (the copies `convert` makes). */
+export const MAX_ALIAS_NODES = 10_000;
+
+const ALIAS_BOMB =
+  'the aliases (*name) in this file expand to too much (more than the limits of ' +
+  `${MAX_ALIAS_COUNT} alias uses or ${MAX_ALIAS_NODES} copied values); an "alias bomb" is refused. Write the repeated parts out, or use fewer nested aliases`;
+
+/** Counts what alias expansion has copied; throws AliasBomb past the limit. */
+class AliasBudget {
+  used = 0;
+  spend(): void {
+    if (++this.used > MAX_ALIAS_NODES) throw new AliasBomb();
+  }
+}
+
+class AliasBomb extends Error {}
+
 export function parseConfigText(text: string, format: ConfigFormat): ParsedText {
   const lines = new LineCounter();
   const posOf = (offset: number): Position => lines.linePos(offset);
@@ -84,8 +110,20 @@ export function parseConfigText(text: string, format: ConfigFormat): ParsedText 
   const problems = syntaxProblems(text, doc.errors, posOf);
   if (problems.length > 0) return { root: undefined, problems };
   if (doc.contents === null) return { root: undefined, problems: [{ pos: START, message: 'the file is empty' }] };
-  const root = convert(doc, doc.contents, posOf, undefined, new Set(), problems);
-  return { root, problems };
+  // The library counts alias uses without expanding anything: a bomb is refused here in milliseconds.
+  try {
+    doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (e) {
+    if (e instanceof ReferenceError && /alias/i.test(e.message)) return { root: undefined, problems: [{ pos: START, message: ALIAS_BOMB }] };
+    // Anything else the conversion below reports with its place.
+  }
+  try {
+    const root = convert(doc, doc.contents, posOf, undefined, new Set(), problems, new AliasBudget());
+    return { root, problems };
+  } catch (e) {
+    if (e instanceof AliasBomb) return { root: undefined, problems: [{ pos: START, message: ALIAS_BOMB }] };
+    throw e;
+  }
 }
 
 /** The line and column of a character offset. */
@@ -148,7 +186,10 @@ function convert(
   keyPos: Position | undefined,
   resolving: Set<YamlNode>,
   problems: SyntaxProblem[],
+  budget: AliasBudget,
 ): ConfigNode {
+  // Inside an alias's expansion, every node is a copy: it counts against the budget.
+  if (resolving.size > 0) budget.spend();
   if (node === null) {
     const p = keyPos ?? START;
     return { kind: 'scalar', value: null, pos: p, at: p };
@@ -163,7 +204,7 @@ function convert(
     }
     resolving.add(target);
     // An alias is reported where it is used, not where its anchor is.
-    const resolved = convert(doc, target, posOf, keyPos ?? pos, resolving, problems);
+    const resolved = convert(doc, target, posOf, keyPos ?? pos, resolving, problems, budget);
     resolving.delete(target);
     return { ...resolved, at };
   }
@@ -176,12 +217,12 @@ function convert(
         problems.push({ pos: kPos, message: 'a key must be a plain name' });
         continue;
       }
-      entries.push({ key: String(k.value), keyPos: kPos, value: convert(doc, pair.value as YamlNode | null, posOf, kPos, resolving, problems) });
+      entries.push({ key: String(k.value), keyPos: kPos, value: convert(doc, pair.value as YamlNode | null, posOf, kPos, resolving, problems, budget) });
     }
     return { kind: 'map', entries, pos, at };
   }
   if (isSeq(node)) {
-    const items = (node.items as (YamlNode | null)[]).map((item) => convert(doc, item, posOf, undefined, resolving, problems));
+    const items = (node.items as (YamlNode | null)[]).map((item) => convert(doc, item, posOf, undefined, resolving, problems, budget));
     return { kind: 'seq', items, pos, at };
   }
   if (isScalar(node)) {

@@ -4,13 +4,21 @@
 // ./holdfast.yaml, ./holdfast.yml, ./holdfast.json in the current directory.
 // Every error in the file is reported at once (a ConfigError, HOLDFAST_E_CONFIG);
 // warnings come back with the configuration for the caller to print.
+//
+// The file is input like any other: it is read only if it is a regular file
+// (opened without blocking, so a FIFO named as the config cannot hang the
+// command) of at most MAX_CONFIG_BYTES; the YAML reader bounds alias expansion
+// (src/config/document.ts).
 
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { HoldfastError } from '../core/errors.js';
 import { ConfigError, IssueList, formatIssue, type ConfigIssue } from './diagnostics.js';
 import { detectFormat, parseConfigText } from './document.js';
 import { validateConfig, type Config } from './schema.js';
+
+/** The largest configuration file read: real ones are a few KiB; anything near this is a mistake or an attack. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /** The names looked for in the current directory, in order. */
 export const DEFAULT_CONFIG_NAMES = ['holdfast.yaml', 'holdfast.yml', 'holdfast.json'] as const;
@@ -63,17 +71,43 @@ function isFile(p: string): boolean {
 /** Finds, reads and validates the configuration; throws ConfigError (HOLDFAST_E_CONFIG) listing every error. */
 export function loadConfig(explicit?: string, opts: LoadConfigOptions = {}): LoadedConfig {
   const { file, absolute, others } = findConfigFile(explicit, opts);
-  let text: string;
-  let mode: number;
+  const { text, mode } = readConfigFile(absolute, file);
+  return loadConfigText(text, { ...opts, file, absolute, mode, others });
+}
+
+/** The file's text and permission bits; HOLDFAST_E_CONFIG if it is not a regular file of at most MAX_CONFIG_BYTES. */
+function readConfigFile(absolute: string, file: string): { text: string; mode: number } {
+  const fail = (why: string, cause?: unknown): HoldfastError =>
+    new HoldfastError('HOLDFAST_E_CONFIG', { detail: `cannot read configuration file ${file}: ${why}` }, cause === undefined ? undefined : { cause });
+  let fd: number;
   try {
-    text = readFileSync(absolute, 'utf8');
-    mode = statSync(absolute).mode;
+    fd = openSync(absolute, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (e as Error).message;
-    throw new HoldfastError('HOLDFAST_E_CONFIG', { detail: `cannot read configuration file ${file}: ${why}` }, { cause: e });
+    throw fail(code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'ENXIO' ? 'it is not a regular file' : (e as Error).message, e);
   }
-  return loadConfigText(text, { ...opts, file, absolute, mode, others });
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw fail('it is a directory');
+    if (!st.isFile()) throw fail('it is not a regular file');
+    if (st.size > MAX_CONFIG_BYTES) throw fail(`it is ${st.size} bytes; a configuration file may be at most ${MAX_CONFIG_BYTES} bytes (1 MiB)`);
+    // One byte more than the limit: a file that grew since the fstat is caught too.
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let total = 0;
+    for (;;) {
+      const n = readSync(fd, buf, total, buf.length - total, null);
+      if (n === 0) break;
+      total += n;
+      if (total > MAX_CONFIG_BYTES) throw fail(`it is more than ${MAX_CONFIG_BYTES} bytes; a configuration file may be at most ${MAX_CONFIG_BYTES} bytes (1 MiB)`);
+    }
+    return { text: buf.subarray(0, total).toString('utf8'), mode: st.mode };
+  } catch (e) {
+    if (e instanceof HoldfastError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw fail(code === 'EISDIR' ? 'it is a directory' : (e as Error).message, e);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -87,6 +121,10 @@ export function loadConfigText(
   const env = opts.env ?? process.env;
   const absolute = opts.absolute ?? path.resolve(opts.cwd ?? process.cwd(), opts.file);
   const issues = new IssueList();
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > MAX_CONFIG_BYTES) {
+    throw new HoldfastError('HOLDFAST_E_CONFIG', { detail: `${opts.file} is ${bytes} bytes; a configuration file may be at most ${MAX_CONFIG_BYTES} bytes (1 MiB)` });
+  }
   const parsed = parseConfigText(text.replace(/^\uFEFF/, ''), detectFormat(opts.file, text));
   for (const p of parsed.problems) issues.error(p.pos, '', p.message);
   if (parsed.root === undefined || issues.errors.length > 0) throw new ConfigError(opts.file, issues.errors);

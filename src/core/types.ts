@@ -123,4 +123,6 @@ export interface SourceFile {
   /** Status-change time: moves with renames and `touch -d` too (watch's quiet period looks at it). */
   readonly ctimeMs?: number;
   readonly ino: number;
+  /** Device of the file, where the scan knows it: with `ino`, the file's identity (checked when it is opened). */
+  readonly dev?: number;
 }

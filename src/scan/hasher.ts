@@ -4,6 +4,12 @@
 // The cache is keyed by (path, size, mtime, inode): all four must match for a
 // hit. It is an optimisation only: a failing cache lookup or store never
 // fails a file, it just costs a re-hash.
+//
+// A file rewritten in place with its mtime put back (`touch -r`, some sync
+// tools) keeps all four, so its entry can be stale. The upload then reads
+// other content than the planned hash and fails with SOURCE_CHANGED; that
+// failure forgets the entry (`forgetCachedHashes`), so the next run hashes
+// the file again instead of failing the same way for ever.
 
 import type { HoldfastError } from '../core/errors.js';
 import { classifyError, throwIfAborted } from '../core/errors.js';
@@ -26,6 +32,25 @@ export interface FileHasherOptions {
   readonly onCacheError?: (error: HoldfastError) => void;
   /** Hashes shared with other hashers of the same run (fan-out: each destination plans on its own, a file is read once). */
   readonly memo?: HashMemo;
+  /** The scan followed symlinks (--follow-symlinks): a file's name may be one. Default false: a symlink is refused. */
+  readonly followSymlinks?: boolean;
+}
+
+/** An entry no file can match (no size is negative): what "forgotten" means in the cache table. */
+const FORGOTTEN = { size: -1, mtimeMs: -1, ino: -1, sha256: '' } as const;
+
+/**
+ * Forgets the cached hashes of `paths` (their content was found to differ from
+ * the cached hash): the next lookup misses and the file is read again. Never
+ * throws; a failed write only leaves the entry until the next try.
+ */
+export async function forgetCachedHashes(cache: Pick<Ledger, 'storeFileCache'>, paths: readonly string[]): Promise<void> {
+  if (paths.length === 0) return;
+  try {
+    await cache.storeFileCache(paths.map((path) => ({ path, ...FORGOTTEN })));
+  } catch {
+    // Only an optimisation lost: the file fails once more and this is tried again.
+  }
 }
 
 /**
@@ -124,9 +149,13 @@ export class FileHasher {
         this.stats.misses++;
         try {
           const compute = (): Promise<{ sha256: string; size: number }> =>
+            // The scan's identity too: a name pointed at another file since the scan (a symlink, a rename) is refused, not hashed.
             hashFile(f.path, {
               expectedSize: f.size,
               expectedMtimeMs: f.mtimeMs,
+              expectedIno: f.ino,
+              ...(f.dev !== undefined ? { expectedDev: f.dev } : {}),
+              followSymlinks: this.opts.followSymlinks === true,
               ...(opts.signal !== undefined ? { signal: opts.signal } : {}),
             });
           const { promise, shared } = this.opts.memo ? this.opts.memo.get(f, compute) : { promise: compute(), shared: false };

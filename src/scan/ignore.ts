@@ -25,7 +25,7 @@
 // excluded keys are deleted remotely is the planner's decision (it can ask
 // `excludesPath`).
 
-import { opendirSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, opendirSync, openSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import picomatch from 'picomatch/posix.js';
 import { HoldfastError } from '../core/errors.js';
@@ -125,6 +125,34 @@ class CompiledExcludes implements Matcher {
   }
 }
 
+/** The largest ignore file read (real ones are a few lines). */
+const MAX_IGNORE_FILE_BYTES = 1024 * 1024;
+
+/**
+ * Reads the ignore file, which lies in a source root that others may write
+ * to: opened without blocking and read only if it is a regular file of at
+ * most MAX_IGNORE_FILE_BYTES. A FIFO there would otherwise block the process
+ * itself (a synchronous read on the main thread: not even Ctrl-C gets in).
+ */
+function readIgnoreFile(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > MAX_IGNORE_FILE_BYTES) throw new Error(`${st.size} bytes; at most ${MAX_IGNORE_FILE_BYTES} are read`);
+    const buf = Buffer.alloc(st.size);
+    let total = 0;
+    while (total < buf.length) {
+      const n = readSync(fd, buf, total, buf.length - total, null);
+      if (n === 0) break;
+      total += n;
+    }
+    return buf.subarray(0, total).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Compiles exclude patterns (and the ignore file, when `ignoreFile` names one
  * that exists) into a Matcher. An unreadable or invalid ignore file is a
@@ -153,7 +181,7 @@ export function compileExcludes(patterns: readonly string[], opts: { ignoreFile?
     }
     let text: string | undefined;
     try {
-      text = readFileSync(opts.ignoreFile, 'utf8');
+      text = readIgnoreFile(opts.ignoreFile);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
         throw new HoldfastError('HOLDFAST_E_CONFIG', { detail: `cannot read ${opts.ignoreFile}: ${(e as Error).message}` }, { cause: e });

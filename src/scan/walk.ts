@@ -219,7 +219,7 @@ export async function* walkSource(root: string, opts: WalkOptions = {}): AsyncGe
     }
     stats.files++;
     stats.bytes += s.size;
-    yield { key: entry.key, path: entry.path, size: s.size, mtimeMs: toMtimeMs(s), ctimeMs: s.ctimeMs, ino: s.ino };
+    yield { key: entry.key, path: entry.path, size: s.size, mtimeMs: toMtimeMs(s), ctimeMs: s.ctimeMs, ino: s.ino, dev: s.dev };
   }
 }
 

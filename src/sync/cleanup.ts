@@ -353,7 +353,7 @@ class Pass2 {
   ) {
     this.#limiter = new Limiter(session.transfers);
     // A dry run changes nothing, not even the file cache.
-    this.#hasher = new FileHasher(session.ledger, { store: mode.apply, concurrency: Math.min(8, session.transfers) });
+    this.#hasher = new FileHasher(session.ledger, { store: mode.apply, concurrency: Math.min(8, session.transfers), followSymlinks: session.followSymlinks });
   }
 
   /**

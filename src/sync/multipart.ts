@@ -14,13 +14,14 @@
 // continues after the longest unbroken run of confirmed parts.
 
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import type { Capabilities, MultipartApi, PutResult, UploadedPart } from '../backends/backend.js';
 import { classifyError, HoldfastError } from '../core/errors.js';
 import { withRequestSignal } from '../core/abort.js';
 import type { ObjectRow } from '../core/types.js';
 import type { Limiter } from '../engine/limiter.js';
 import { withRetry } from '../engine/retry.js';
+import { openSourceFile } from '../scan/hash.js';
 import type { SyncContext } from './context.js';
 import type { RowLease } from './lease.js';
 
@@ -129,9 +130,12 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
   const sends: Promise<UploadedPart>[] = [];
   let fh: FileHandle | undefined;
   try {
-    fh = await open(row.sourcePath ?? '', 'r').catch((e: unknown) => {
-      throw classifyError(e, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
-    });
+    // Not through a symlink or into a FIFO swapped in since the plan; the plan's size and mtime, or nothing is read.
+    ({ fh } = await openSourceFile(
+      row.sourcePath ?? '',
+      { size, ...(row.mtimeMs !== null ? { mtimeMs: row.mtimeMs } : {}) },
+      { signal, followSymlinks: ctx.settings.followSymlinks, root: ctx.sourceRoot },
+    ));
     for (let n = 1; n <= partCount && failure === undefined; n++) {
       const len = lengthOf(n);
       const release = await requests.acquire();

@@ -53,7 +53,12 @@ export const planStep: Step<SyncContext> = {
         events.emit('file:failed', { key, code: error.code, message: error.message, transient: error.transient });
       },
     });
-    const hasher = new FileHasher(ctx.ledger, { useCache: settings.mode !== 'all' && !settings.force, store: !settings.dryRun, ...(ctx.hashMemo ? { memo: ctx.hashMemo } : {}) });
+    const hasher = new FileHasher(ctx.ledger, {
+      useCache: settings.mode !== 'all' && !settings.force,
+      store: !settings.dryRun,
+      followSymlinks: settings.followSymlinks,
+      ...(ctx.hashMemo ? { memo: ctx.hashMemo } : {}),
+    });
     const unsettled: ObjectRow[] = [];
     const deletions: PlannedDelete[] = [];
     const notSelected = new Set<string>();
@@ -240,7 +245,8 @@ async function planDeletions(ctx: SyncContext, candidates: PlannedDelete[], sour
 
 async function planBatch(ctx: SyncContext, hasher: FileHasher, batch: readonly Candidate[]): Promise<void> {
   const { tally, events, settings } = ctx;
-  const hashes = await hasher.hashBatch(batch.map((c) => c.file));
+  // The abort signal: a read that never returns (a stuck network filesystem) is abandoned on the second Ctrl-C.
+  const hashes = await hasher.hashBatch(batch.map((c) => c.file), { signal: ctx.cancellation.signal });
   const planned: PlannedUpload[] = [];
   const touched: TouchedObject[] = [];
   const verifyRemote: { c: Candidate; sha256: string }[] = [];

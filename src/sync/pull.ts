@@ -13,13 +13,25 @@
 // source mtime, and renamed over the final name only if the hash matches. A
 // crash leaves at most a temp file, which the next run removes; files already
 // identical locally are skipped, so running pull again resumes.
+//
+// When the ledger recorded the key as uploaded, the record is what the bytes
+// must match: an object replaced by another tool (no holdfast-sha256 of its
+// own, or a destination that computes the hash from whatever it holds) fails
+// with HOLDFAST_E_CHECKSUM instead of being restored "unverified".
+//
+// The target directory may be writable by others. Nothing is written through
+// a symbolic link planted in it: the temp file is created with O_EXCL |
+// O_NOFOLLOW, and where the system can tell (Linux /proc/self/fd) the created
+// file must be exactly where it was meant to be, inside the target, so a
+// folder swapped for a symlink mid-run cannot lead a write outside; the final
+// rename replaces a symlink at the final name instead of following it.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { existsSync, type Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { constants, existsSync, type Stats } from 'node:fs';
+import { lstat, lutimes, mkdir, open, readdir, realpath, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Backend, BackendOptions, ObjectInfo } from '../backends/backend.js';
 import { compareKeys, printable, validateKeyCommon } from '../backends/keys.js';
@@ -33,7 +45,7 @@ import { Limiter } from '../engine/limiter.js';
 import { DEFAULT_RETRY, backoffDelay, sleep, withRetry, type RetryPolicy } from '../engine/retry.js';
 import type { FileCacheEntry, Ledger } from '../ledger/ledger.js';
 import { defaultStateDir, ledgerPath, openLedger } from '../ledger/open.js';
-import { toMtimeMs } from '../scan/hash.js';
+import { descriptorPath, toMtimeMs } from '../scan/hash.js';
 import { FileHasher } from '../scan/hasher.js';
 import { isProcessAlive } from './owner.js';
 
@@ -118,6 +130,8 @@ interface Expected {
   readonly mtimeMs: number | undefined;
   /** Where the hash came from: the ledger's completed row, or the object itself (HEAD). */
   readonly from: 'ledger' | 'destination';
+  /** The listed object cannot be what the ledger recorded (its size differs): why, for the failure. */
+  readonly conflict?: string;
 }
 
 interface Work {
@@ -256,7 +270,7 @@ class PullRun {
     const candidates: SourceFile[] = [];
     for (const l of looked) {
       if (l?.local?.isFile() === true && l.local.size === l.expected.size && l.expected.sha256 !== undefined) {
-        candidates.push({ key: l.key, path: l.path, size: l.local.size, mtimeMs: toMtimeMs(l.local), ino: l.local.ino });
+        candidates.push({ key: l.key, path: l.path, size: l.local.size, mtimeMs: toMtimeMs(l.local), ino: l.local.ino, dev: l.local.dev });
       }
     }
     const hasher = new FileHasher(this.ledger ?? null, { concurrency: Math.min(8, this.settings.transfers), store: !this.settings.dryRun });
@@ -286,6 +300,10 @@ class PullRun {
         this.skip(key, 'identical locally');
         continue;
       }
+      if (expected.conflict !== undefined) {
+        this.fail(key, new HoldfastError('HOLDFAST_E_CHECKSUM', { key: printable(key), detail: `${expected.conflict}; nothing was written at its path` }, { transient: false }));
+        continue;
+      }
       const reason = local === undefined ? 'missing' : 'different';
       this.work.push({ key, path, expected, reason });
       if (this.settings.dryRun) this.planned.push({ key, action: 'download', reason, size: expected.size, verified: expected.sha256 !== undefined });
@@ -296,18 +314,28 @@ class PullRun {
     return restorePath(this.target, key);
   }
 
-  /** From the ledger's completed row when it still describes the listed object (no request), else from HEAD. */
+  /**
+   * From the ledger's completed row when it still describes the listed object
+   * (no request), else from HEAD. A key the ledger recorded as uploaded keeps
+   * that record as the truth unless the object carries its uploader's own
+   * holdfast-sha256 (another machine pushed a newer version): an object
+   * without one, or on a destination that computes the hash from whatever
+   * content it holds, was replaced behind Holdfast's back and must match the
+   * record, or fail.
+   */
   async #expected(info: ObjectInfo, row: ObjectRow | undefined): Promise<Expected> {
-    if (
-      row !== undefined &&
-      row.status === 'upload_completed' &&
-      row.sha256 !== null &&
-      row.size === info.size &&
-      (row.etag === null || info.etag === undefined || row.etag === info.etag)
-    ) {
-      return { size: info.size, sha256: row.sha256, mtimeMs: wholeMs(row.mtimeMs ?? info.mtimeMs ?? info.modifiedMs), from: 'ledger' };
+    const recorded = row !== undefined && row.status === 'upload_completed' && row.sha256 !== null && row.size !== null ? { ...row, sha256: row.sha256, size: row.size } : undefined;
+    if (recorded !== undefined && recorded.size === info.size && (recorded.etag === null || info.etag === undefined || recorded.etag === info.etag)) {
+      return { size: info.size, sha256: recorded.sha256, mtimeMs: wholeMs(recorded.mtimeMs ?? info.mtimeMs ?? info.modifiedMs), from: 'ledger' };
     }
-    return this.#fromDestination(info.key);
+    const fresh = await this.#fromDestination(info.key);
+    if (recorded === undefined || (this.backend.capabilities.metadata && fresh.sha256 !== undefined)) return fresh;
+    const ledgerSays = { size: recorded.size, sha256: recorded.sha256, mtimeMs: wholeMs(recorded.mtimeMs ?? undefined), from: 'ledger' as const };
+    if (fresh.size !== recorded.size) {
+      const own = fresh.sha256 === undefined ? 'and carries no holdfast-sha256' : 'and the destination vouches for any content';
+      return { ...ledgerSays, conflict: `the object is ${fresh.size} bytes ${own}, but the ledger recorded ${recorded.size} bytes with SHA-256 ${recorded.sha256} (replaced by another tool?)` };
+    }
+    return ledgerSays;
   }
 
   async #fromDestination(key: string): Promise<Expected> {
@@ -336,7 +364,8 @@ class PullRun {
   async #fixMtime(key: string, path: string, local: Stats, expected: Expected): Promise<void> {
     if (expected.mtimeMs === undefined || Math.floor(local.mtimeMs) === Math.floor(expected.mtimeMs)) return;
     try {
-      await utimes(path, local.atime, fileTime(expected.mtimeMs));
+      // lutimes: a symlink swapped in since the lstat gets the time, not whatever it points at.
+      await lutimes(path, local.atime, fileTime(expected.mtimeMs));
       if (expected.sha256 !== undefined) await this.#remember(path, expected.sha256);
     } catch (e) {
       this.notes.push({ key, note: `content identical, but its modification time could not be set: ${(e as Error).message}` });
@@ -374,10 +403,12 @@ class PullRun {
     let renamed = false;
     try {
       await this.#ensureDir(dir, key);
-      fh = await open(temp, 'wx', 0o666).catch((e: unknown) => {
+      // O_EXCL never follows a symlink at the temp name; O_NOFOLLOW says so once more.
+      fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0), 0o666).catch((e: unknown) => {
         throw targetError(key, e);
       });
       const handle = fh;
+      await this.#checkInside(handle.fd, temp, key, 'file');
       const hash = createHash('sha256');
       let written = 0;
       // One attempt reads from `written` on: a transfer cut short by a transient
@@ -461,9 +492,14 @@ class PullRun {
         if (dir !== this.target) await this.#ensureDir(dirname(dir), key);
         let st = await lstat(dir).catch(() => undefined);
         if (st === undefined) {
-          await mkdir(dir).catch((e: unknown) => {
-            if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw targetError(key, e);
-          });
+          const made = await mkdir(dir).then(
+            () => true,
+            (e: unknown) => {
+              if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw targetError(key, e);
+              return false;
+            },
+          );
+          if (made && dir !== this.target) await this.#checkDirInside(dir, key);
           st = await lstat(dir).catch((e: unknown) => {
             throw targetError(key, e);
           });
@@ -482,11 +518,53 @@ class PullRun {
     return p;
   }
 
+  /** The target with its own symlinks resolved (the target itself may be reached through one). */
+  #realTarget: Promise<string | undefined> | undefined;
+
+  /**
+   * What was just created at `path` (open descriptor `fd`) must be there, under
+   * the target: not somewhere a folder swapped for a symlink since it was
+   * checked leads to. Where the system cannot tell, every folder from the
+   * target down is looked at again instead. If it is elsewhere, it is removed
+   * (it is new and empty, made by this run) and the file fails.
+   */
+  async #checkInside(fd: number, path: string, key: string, what: 'file' | 'folder'): Promise<void> {
+    const actual = descriptorPath(fd);
+    const rel = relative(this.target, path);
+    if (actual !== undefined) {
+      this.#realTarget ??= realpath(this.target).catch(() => undefined);
+      const base = await this.#realTarget;
+      if (base === undefined || actual === join(base, rel)) return;
+      await (what === 'file' ? unlink(actual) : rmdir(actual)).catch(() => undefined);
+      throw new HoldfastError('HOLDFAST_E_TARGET_WRITE', { path: printable(key), detail: `a folder on the way was replaced by a symbolic link leading to "${dirname(actual)}"; pull does not write through links` });
+    }
+    const segments = rel.split(sep).slice(0, -1);
+    for (let i = 1; i <= segments.length; i++) {
+      const folder = join(this.target, ...segments.slice(0, i));
+      const st = await lstat(folder).catch(() => undefined);
+      if (st === undefined || !st.isDirectory()) {
+        throw new HoldfastError('HOLDFAST_E_TARGET_WRITE', { path: printable(key), detail: `"${printable(segments.slice(0, i).join('/'))}" is no longer a folder (replaced by a symbolic link?); pull does not write through links` });
+      }
+    }
+  }
+
+  /** `#checkInside` for a folder just made. */
+  async #checkDirInside(dir: string, key: string): Promise<void> {
+    const fh = await open(dir, constants.O_RDONLY | (constants.O_DIRECTORY ?? 0) | (constants.O_NOFOLLOW ?? 0)).catch((e: unknown) => {
+      throw targetError(key, e);
+    });
+    try {
+      await this.#checkInside(fh.fd, dir, key, 'folder');
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  }
+
   /** The restored file's hash goes into the file cache: a later pull (or a push from here) need not read it again. */
   async #remember(path: string, sha256: string): Promise<void> {
     if (this.ledger === undefined) return;
-    const st = await stat(path).catch(() => undefined);
-    if (st === undefined) return;
+    const st = await lstat(path).catch(() => undefined);
+    if (st === undefined || !st.isFile()) return;
     this.#cacheEntries.push({ path, size: st.size, mtimeMs: toMtimeMs(st), ino: st.ino, sha256 });
     if (this.#cacheEntries.length >= PLAN_BATCH) await this.flushCache();
   }

@@ -13,12 +13,12 @@ import { Limiter } from '../engine/limiter.js';
 import type { Step, StepAction } from '../engine/pipeline.js';
 import { backoffDelay, withRetry } from '../engine/retry.js';
 import type { Outcome } from '../ledger/ledger.js';
-import { createVerifyingStream, readSmallFile } from '../scan/hash.js';
+import { createVerifyingStream, readSmallFile, sourceFileStream } from '../scan/hash.js';
+import { forgetCachedHashes } from '../scan/hasher.js';
 import type { SyncContext } from './context.js';
 import { uploadMultipart } from './multipart.js';
 import { LeaseKeeper, type RowLease } from './lease.js';
 import { OutcomeWriter } from './outcome-writer.js';
-import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream';
 
 /** Files up to this size are read into memory once, hashed, and sent from that buffer. */
@@ -152,6 +152,8 @@ async function uploadOne(ctx: SyncContext, writer: OutcomeWriter, requests: Limi
       return;
     }
     ctx.breaker.failure(err);
+    // The content was not what the plan hashed: a cached hash may be stale (rewritten, mtime put back); the next run reads the file again.
+    if (err.code === 'HOLDFAST_E_SOURCE_CHANGED' && row.sourcePath !== null) await forgetCachedHashes(ctx.ledger, [row.sourcePath]);
     const nextAttemptAt = Date.now() + backoffDelay(settings.retry, row.attempt + 1);
     const w = await writer.add({ objectId: row.id, attemptId, status: 'upload_failed', errorCode: err.code, errorMessage: err.message, nextAttemptAt });
     if (w.state === 'failed') ctx.tally.note(key, `the failure could not be recorded in the ledger (${w.error.message}); the next run asks the destination`);
@@ -187,9 +189,11 @@ async function putWhole(ctx: SyncContext, backend: Backend, row: ObjectRow, onPr
   const path = row.sourcePath ?? '';
   const signal = lease.signal;
   const putOpts = { size, sha256, signal, onProgress, ...(row.mtimeMs !== null ? { mtimeMs: row.mtimeMs } : {}) };
+  // Opened without following a swapped-in symlink or blocking on a FIFO, checked against the plan's size and mtime.
+  const openOpts = { signal, followSymlinks: ctx.settings.followSymlinks, root: ctx.sourceRoot };
   if (size <= SMALL_FILE_MAX) {
     // Read and hash once; the bytes sent are the bytes hashed.
-    const { buffer, sha256: actual } = await readSmallFile(path, { size, mtimeMs: row.mtimeMs ?? 0 });
+    const { buffer, sha256: actual } = await readSmallFile(path, { size, mtimeMs: row.mtimeMs ?? 0 }, openOpts);
     if (actual !== sha256) throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: row.key });
     return withRetry(
       () => {
@@ -203,7 +207,7 @@ async function putWhole(ctx: SyncContext, backend: Backend, row: ObjectRow, onPr
     size,
     // pipeline, not pipe: a read error (file vanished, EIO) must reach the consumer and fail the request.
     open: () =>
-      pipeline(createReadStream(path, { start: 0, end: Math.max(0, size - 1), highWaterMark: 1024 * 1024 }), createVerifyingStream(sha256, size, { path: row.key }), () => undefined),
+      pipeline(sourceFileStream(path, { size, mtimeMs: row.mtimeMs ?? undefined }, openOpts), createVerifyingStream(sha256, size, { path: row.key }), () => undefined),
   };
   return withRetry(
     () => {

@@ -1,14 +1,15 @@
 // Hashing, and the guards that keep the bytes sent equal to the hash recorded.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdirSync, mkdtempSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, test } from 'node:test';
 import { HoldfastError } from '../../src/core/errors.js';
-import { createVerifyingStream, hashFile, readSmallFile } from '../../src/scan/hash.js';
+import { abandonable, createVerifyingStream, hashFile, openSourceFile, readSmallFile, sourceFileStream } from '../../src/scan/hash.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'holdfast-hash-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -16,6 +17,8 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const isCode = (code: string) => (e: unknown) => e instanceof HoldfastError && e.code === code;
+/** The code, and why (the detail: the registry's message for SOURCE_CHANGED does not carry it). */
+const isCodeWhy = (code: string, why: RegExp) => (e: unknown) => isCode(code)(e) && why.test(String((e as HoldfastError).details.detail));
 
 let n = 0;
 function file(content: Buffer | string): string {
@@ -91,6 +94,46 @@ void test('readSmallFile: returns the bytes and their hash, refuses a changed or
   utimesSync(p, new Date(), new Date(st.mtimeMs + 5000));
   await assert.rejects(readSmallFile(p, { size: st.size, mtimeMs: st.mtimeMs }), isCode('HOLDFAST_E_SOURCE_CHANGED'));
   await assert.rejects(readSmallFile(join(tmp, 'gone'), { size: 1, mtimeMs: 0 }), isCode('HOLDFAST_E_SOURCE_VANISHED'));
+});
+
+void test('openSourceFile: a symlink, a FIFO, another file where the scan saw this one: SOURCE_CHANGED, nothing read', async () => {
+  const real = file('the file the scan saw');
+  const st = statSync(real);
+  const other = file('another file, same len');
+  const link = join(tmp, `link${n++}`);
+  symlinkSync(other, link);
+  await assert.rejects(openSourceFile(link, { size: statSync(other).size }), isCodeWhy('HOLDFAST_E_SOURCE_CHANGED', /symbolic link/));
+  // Followed on purpose (--follow-symlinks), the identity still decides.
+  await assert.rejects(hashFile(link, { followSymlinks: true, expectedDev: st.dev, expectedIno: st.ino }), isCodeWhy('HOLDFAST_E_SOURCE_CHANGED', /no longer the file the scan saw/));
+  const followed = await openSourceFile(link, {}, { followSymlinks: true });
+  await followed.fh.close();
+  const fifo = join(tmp, `fifo${n++}`);
+  execFileSync('mkfifo', [fifo]);
+  await assert.rejects(readSmallFile(fifo, { size: 0, mtimeMs: 0 }), isCodeWhy('HOLDFAST_E_SOURCE_CHANGED', /FIFO/));
+  await assert.rejects(hashFile(other, { expectedDev: st.dev, expectedIno: st.ino }), isCode('HOLDFAST_E_SOURCE_CHANGED'));
+  const ok = await hashFile(real, { expectedDev: st.dev, expectedIno: st.ino, expectedSize: st.size });
+  assert.equal(ok.sha256, sha(Buffer.from('the file the scan saw')));
+});
+
+void test('sourceFileStream: the planned bytes, checked on open; a file that changed since the plan errors', async () => {
+  const content = randomBytes(3 * 1024 * 1024 + 11);
+  const p = file(content);
+  const st = statSync(p);
+  const { sink, chunks } = countingSink();
+  await pipeline(sourceFileStream(p, { size: content.length, mtimeMs: Math.floor(st.mtimeMs) }, { chunkBytes: 256 * 1024 }), sink);
+  assert.deepEqual(Buffer.concat(chunks), content);
+  const other = countingSink();
+  await assert.rejects(pipeline(sourceFileStream(p, { size: content.length + 1 }), other.sink), isCode('HOLDFAST_E_SOURCE_CHANGED'));
+  assert.equal(other.bytes(), 0, 'nothing was read from a file of another size');
+});
+
+void test('abandonable: an operation that never settles gives way to the abort signal', async () => {
+  const ac = new AbortController();
+  const never = new Promise<never>(() => undefined);
+  const waiting = abandonable(never, ac.signal);
+  ac.abort();
+  await assert.rejects(waiting, isCode('HOLDFAST_E_CANCELLED'));
+  assert.equal(await abandonable(Promise.resolve(7), new AbortController().signal), 7);
 });
 
 /** A consumer that counts what it was given, like an HTTP body with a Content-Length. */

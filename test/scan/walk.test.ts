@@ -97,7 +97,7 @@ void test('file metadata: path, size, whole-millisecond mtime, inode', async () 
   makeFiles(root, ['sub/f.txt']);
   const { files } = await collect(root);
   const st = statSync(join(root, 'sub/f.txt'));
-  assert.deepEqual(files, [{ key: 'sub/f.txt', path: join(root, 'sub', 'f.txt'), size: st.size, mtimeMs: Math.floor(st.mtimeMs), ctimeMs: st.ctimeMs, ino: st.ino }]);
+  assert.deepEqual(files, [{ key: 'sub/f.txt', path: join(root, 'sub', 'f.txt'), size: st.size, mtimeMs: Math.floor(st.mtimeMs), ctimeMs: st.ctimeMs, ino: st.ino, dev: st.dev }]);
   assert.ok(Number.isInteger(files[0]!.mtimeMs));
 });
 

@@ -28,6 +28,8 @@ export function registerConfig(program: Command): void {
       `
 Every problem in the file is listed, each with its line, column and field:
   holdfast.yaml:12:5: jobs.nightly.rules[1].to[0]: unknown destination "azur" (known: offsite, local)
+The file must be a regular file of at most 1 MiB; YAML aliases that expand to too much
+(an "alias bomb") are refused.
 
 Exit codes:
   0    the file is valid (warnings, if any, are on stderr)

@@ -55,7 +55,11 @@ given its original modification time, and only then renamed into place: a damage
 is reported (HOLDFAST_E_CHECKSUM) and leaves nothing at its path. Files already identical
 locally are skipped, so running the same command again resumes an interrupted restore.
 With a ledger for the destination (--state), hashes come from it and save a request per
-object; without one (a fresh machine) the destination alone is enough.
+object; without one (a fresh machine) the destination alone is enough. An object the
+ledger recorded as uploaded must match that record (unless it carries its own
+holdfast-sha256): one replaced by another tool fails with HOLDFAST_E_CHECKSUM.
+Nothing is written through a symbolic link in <dir>: a link at a file's name is
+replaced, and a folder swapped for a link while pull runs fails the file.
 
 Examples:
   holdfast pull s3://my-bucket/photos ./photos-restored
@@ -64,7 +68,8 @@ Examples:
 
 ${EXIT_CODES_HELP.trimStart()}
 
-Ctrl-C once stops starting new downloads and lets in-flight ones finish; twice aborts them.`,
+Ctrl-C once stops starting new downloads and lets in-flight ones finish; twice aborts them
+and ends the process within seconds, even if a file operation never returns.`,
     )
     .action(async (destination: string, dir: string, flags: PullFlags) => {
       process.exitCode = await runPull(destination, dir, flags);

@@ -26,7 +26,8 @@ Examples:
 ${EXIT_CODES_HELP.trimStart()}
 
 Ctrl-C once stops starting new files and lets in-flight ones finish; twice aborts them
-(multipart uploads stay resumable).`,
+(multipart uploads stay resumable) and ends the process within seconds, even if a file
+operation never returns.`,
     )
     .action(async (source: string, destination: string[], flags: TransferFlags) => {
       process.exitCode = await runTransferCommand(destination, flags, (extra) => push({ ...transferOptionsFrom(source, destination, flags), ...extra }));
