@@ -15,7 +15,7 @@ await build({
   platform: 'node',
   target: 'node20',
   sourcemap: 'linked',
-  external: ['better-sqlite3', '@aws-sdk/*', '@smithy/*', '@azure/*', '@googleapis/*', 'google-auth-library'],
+  external: ['better-sqlite3', 'pg', '@aws-sdk/*', '@smithy/*', '@azure/*', '@googleapis/*', 'google-auth-library'],
   // ESM output has no require(); commander and others are ESM-compatible, but CJS deps inside the bundle need one.
   banner: { js: "import { createRequire as __holdfastCreateRequire } from 'node:module'; const require = __holdfastCreateRequire(import.meta.url);" },
   logLevel: 'warning',

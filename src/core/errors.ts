@@ -46,6 +46,7 @@ export const ERROR_CODES = {
   HOLDFAST_E_LEDGER_OPEN: { message: 'cannot open the ledger at "{path}": {detail}', exit: EXIT.cannotRun, http: 500, transient: false },
   HOLDFAST_E_LEDGER_BUSY: { message: 'the ledger is locked by another process: {detail}', exit: EXIT.cannotRun, http: 503, transient: true },
   HOLDFAST_E_LEDGER_WRITE: { message: 'ledger write failed: {detail}', exit: EXIT.cannotRun, http: 500, transient: true },
+  HOLDFAST_E_LEDGER_UNREACHABLE: { message: 'cannot reach the ledger at {url}: {detail}', exit: EXIT.cannotRun, http: 503, transient: true },
   HOLDFAST_E_DEST_LOCKED: { message: 'another run holds this destination: {detail}', exit: EXIT.cannotRun, http: 409, transient: true },
   HOLDFAST_E_TARGET_UNUSABLE: { message: 'cannot restore into "{path}": {detail}', exit: EXIT.cannotRun, http: 422, transient: false },
 

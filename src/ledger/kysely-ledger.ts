@@ -236,6 +236,8 @@ export interface KyselyLedgerOptions {
   readonly location: string;
   /** Clock (epoch ms); tests may pass their own. Default: the dialect's clock (the database server's on PostgreSQL). */
   readonly now?: () => number;
+  /** Turns a driver error into the HoldfastError to report (a lost connection is not a failed write); default: the shared classifier. */
+  readonly classify?: (e: unknown) => HoldfastError;
 }
 
 export class KyselyLedger implements Ledger {
@@ -245,6 +247,7 @@ export class KyselyLedger implements Ledger {
   readonly #traits: DialectTraits;
   /** A clock given by a test; otherwise the dialect's (the database's own). */
   readonly #fixedNow: (() => number) | undefined;
+  readonly #classify: ((e: unknown) => HoldfastError) | undefined;
   #closed = false;
 
   constructor(db: Kysely<Database>, options: KyselyLedgerOptions) {
@@ -253,6 +256,7 @@ export class KyselyLedger implements Ledger {
     this.dialect = options.dialect;
     this.location = options.location;
     this.#fixedNow = options.now;
+    this.#classify = options.classify;
   }
 
   /** Every driver error leaves the ledger as a HoldfastError (BUSY stays BUSY: it is transient). */
@@ -260,7 +264,7 @@ export class KyselyLedger implements Ledger {
     try {
       return await fn();
     } catch (e) {
-      const err = classifyError(e, 'HOLDFAST_E_LEDGER_WRITE');
+      const err = this.#classify?.(e) ?? classifyError(e, 'HOLDFAST_E_LEDGER_WRITE');
       if (err.code !== 'HOLDFAST_E_LEDGER_BUSY' || String(err.details.detail ?? '').includes(this.location)) throw err;
       // Say which ledger, and what to do about it.
       throw new HoldfastError(

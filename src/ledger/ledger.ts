@@ -257,6 +257,8 @@ export interface OpenLedgerOptions {
   readonly inMemory?: boolean;
   /** A postgres:// URL selects the PostgreSQL dialect. */
   readonly url?: string;
+  /** PostgreSQL: connections in the pool (default 4). */
+  readonly poolSize?: number;
   /** Milliseconds to wait on a locked database before failing (SQLite busy_timeout). */
   readonly busyTimeoutMs?: number;
   /**

@@ -8,6 +8,11 @@ import { HoldfastError } from '../core/errors.js';
 import type { Ledger, OpenLedgerOptions } from './ledger.js';
 import { MEMORY, openSqliteLedger } from './sqlite.js';
 
+/** postgres:// or postgresql:// (the PostgreSQL dialect); checked without loading the driver. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(url);
+}
+
 /** The SQLite ledger's file name inside the state directory. */
 export const LEDGER_FILE_NAME = 'holdfast.db';
 
@@ -32,8 +37,13 @@ export function ledgerPath(stateDir: string): string {
 
 export async function openLedger(options: OpenLedgerOptions = {}): Promise<Ledger> {
   if (options.url !== undefined && options.url !== '') {
-    if (/^postgres(ql)?:\/\//i.test(options.url)) {
-      throw new HoldfastError('HOLDFAST_E_NOT_SUPPORTED', { detail: 'PostgreSQL ledger is not available yet' });
+    if (isPostgresUrl(options.url)) {
+      // Loaded only when used: a SQLite user never pays for the PostgreSQL driver.
+      const { openPostgresLedger } = await import('./postgres.js');
+      return openPostgresLedger(options.url, {
+        ...(options.poolSize !== undefined ? { poolSize: options.poolSize } : {}),
+        ...(options.readOnly === true ? { readOnly: true } : {}),
+      });
     }
     throw new HoldfastError('HOLDFAST_E_CONFIG', { detail: `unsupported ledger URL (expected postgres://...): ${redact(options.url)}` });
   }
