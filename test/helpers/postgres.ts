@@ -40,7 +40,7 @@ export async function postgresUnavailable(): Promise<string | undefined> {
     return undefined;
   } catch (e) {
     const why = `PostgreSQL suites skipped: cannot reach ${redact(PG_ADMIN_URL)} (${(e as Error).message}); set HOLDFAST_TEST_PG=postgres://user@host:port/db to a server where that user may create databases`;
-    if (REQUIRED) throw new Error(`${why} — and HOLDFAST_TEST_PG_REQUIRED=1 says they must run`);
+    if (REQUIRED) throw new Error(`${why} — and HOLDFAST_TEST_PG_REQUIRED=1 says they must run`, { cause: e });
     console.log(why);
     return why;
   }
