@@ -1,7 +1,7 @@
 // What every command shares: output streams, argument parsers, two-phase
 // Ctrl-C, and the mapping from results and errors to exit codes.
 
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { EXIT, classifyError, exitCodeOf } from '../core/errors.js';
 import type { RunReport } from '../core/report.js';
 import { parseDecimal, parseDuration, parseSize, parseWholeNumber } from '../core/units.js';
@@ -180,4 +180,17 @@ export function failCommand(e: unknown, json: boolean): number {
   if (json) out(`${JSON.stringify({ status: 'failed', error: { code: error.code, message: error.message } })}\n`);
   err(`holdfast: ${error.code}: ${error.message}\n`);
   return exitCodeOf(error);
+}
+
+export const STATE_HELP = 'SQLite ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)';
+export const LEDGER_HELP = 'the ledger: postgres://user[:password]@host[:port]/db (shared by many workers and hosts) or sqlite:<state directory>; wins over --state (default: $HOLDFAST_LEDGER, else the SQLite ledger in --state)';
+
+/** `--state` and `--ledger`, the two ways to say which ledger a command uses. */
+export function addLedgerOptions(cmd: Command): Command {
+  return cmd.option('--state <dir>', STATE_HELP, pathArg).option('--ledger <url>', LEDGER_HELP, textArg);
+}
+
+/** The library's ledger choice from those flags. */
+export function ledgerChoiceFrom(flags: { readonly state?: string; readonly ledger?: string }): { stateDir?: string; ledgerUrl?: string } {
+  return { ...(flags.state !== undefined ? { stateDir: flags.state } : {}), ...(flags.ledger !== undefined ? { ledgerUrl: flags.ledger } : {}) };
 }

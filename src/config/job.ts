@@ -97,6 +97,8 @@ export function jobOptions(config: Config, name: string, overrides: JobOverrides
   const s = job.settings;
   const fromFile: Partial<SyncOptions> = {
     ...(config.stateDir !== undefined ? { stateDir: config.stateDir } : {}),
+    // --state on the command line names the ledger as much as --ledger does: it replaces the file's `ledger:` too.
+    ...(config.ledgerUrl !== undefined && overrides.stateDir === undefined ? { ledgerUrl: config.ledgerUrl } : {}),
     ...(s.transfers !== undefined ? { transfers: s.transfers } : {}),
     ...(s.mode !== undefined ? { mode: s.mode } : {}),
     ...(s.force !== undefined ? { force: s.force } : {}),

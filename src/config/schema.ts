@@ -18,6 +18,7 @@ import path from 'node:path';
 import type { BackendOptions } from '../backends/backend.js';
 import { parseDestinationUrl, redactUrl } from '../backends/registry.js';
 import { parseSize, parseWholeNumber } from '../core/units.js';
+import { parseLedgerUrl } from '../ledger/open.js';
 import { compileExcludes } from '../scan/ignore.js';
 import { parseMaxDelete } from '../sync/sync.js';
 import { didYouMean, type IssueList } from './diagnostics.js';
@@ -101,6 +102,8 @@ export interface Config {
   readonly version: number;
   /** Absolute ledger directory, when the file sets one. */
   readonly stateDir?: string;
+  /** `ledger:`: postgres://… or sqlite:<absolute state directory>; wins over `state:`. */
+  readonly ledgerUrl?: string;
   readonly destinations: ReadonlyMap<string, DestinationConfig>;
   readonly types: ReadonlyMap<string, readonly string[]>;
   readonly jobs: ReadonlyMap<string, JobConfig>;
@@ -115,7 +118,7 @@ export interface ValidateContext {
   readonly plainSecrets: string[];
 }
 
-const TOP_FIELDS = ['version', 'state', 'destinations', 'types', 'jobs'];
+const TOP_FIELDS = ['version', 'state', 'ledger', 'destinations', 'types', 'jobs'];
 const JOB_FIELDS = [
   'description',
   'command',
@@ -427,6 +430,20 @@ export function validateConfig(root: ConfigNode, ctx: ValidateContext): Config |
   }
   const stateEntry = f.get('state');
   const stateDir = stateEntry === undefined ? undefined : r.path(stateEntry.value, 'state');
+  const ledgerEntry = f.get('ledger');
+  let ledgerUrl: string | undefined;
+  if (ledgerEntry !== undefined) {
+    const given = r.string(ledgerEntry.value, 'ledger');
+    if (given !== undefined) {
+      try {
+        const target = parseLedgerUrl(given, 'ledger');
+        // A relative SQLite directory is relative to the file, like every path in it.
+        ledgerUrl = target.kind === 'postgres' ? target.url : `sqlite:${path.resolve(ctx.dir, given.replace(/^sqlite:(\/\/(?=\/))?/i, ''))}`;
+      } catch (e) {
+        r.error(ledgerEntry.value.pos, 'ledger', (e as Error).message.replace(/^ledger: /, ''));
+      }
+    }
+  }
 
   const destinations = new Map<string, DestinationConfig>();
   const destEntry = f.get('destinations');
@@ -476,7 +493,7 @@ export function validateConfig(root: ConfigNode, ctx: ValidateContext): Config |
   }
 
   if (ctx.issues.errors.length > 0) return undefined;
-  return { file: ctx.file, dir: ctx.dir, version, ...(stateDir !== undefined ? { stateDir } : {}), destinations, types, jobs };
+  return { file: ctx.file, dir: ctx.dir, version, ...(stateDir !== undefined ? { stateDir } : {}), ...(ledgerUrl !== undefined ? { ledgerUrl } : {}), destinations, types, jobs };
 }
 
 function checkName(r: Reader, e: MapEntry, field: string, what: string): boolean {

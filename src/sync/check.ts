@@ -25,7 +25,7 @@ import type { DestinationRow, ObjectRow, SourceFile } from '../core/types.js';
 import { Limiter } from '../engine/limiter.js';
 import { DEFAULT_RETRY, backoffDelay, sleep, withRetry, type RetryPolicy } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, ledgerExists, openLedger } from '../ledger/open.js';
+import { ledgerMayExist, openLedger, openLedgerAt, resolveLedger } from '../ledger/open.js';
 import { mergeJoin, sameMtimeMs, type JoinedKey } from '../scan/change-detection.js';
 import { IGNORE_FILE, MATCH_NOTHING, compileExcludes, type Matcher } from '../scan/ignore.js';
 import { compareKeys } from '../scan/key-order.js';
@@ -258,9 +258,11 @@ export interface ConsistencyOptions {
   readonly destination: string;
   /** The source directory; without it, `missing` and `changedLocally` are not checked. */
   readonly source?: string;
-  /** An open ledger to use (the caller keeps ownership); else one is opened in `stateDir`. */
+  /** An open ledger to use (the caller keeps ownership); else the one `ledgerUrl` or `stateDir` names (see resolveLedger). */
   readonly ledger?: Ledger;
   readonly stateDir?: string;
+  /** postgres://… or sqlite:<state directory>; wins over `stateDir`; default $HOLDFAST_LEDGER. */
+  readonly ledgerUrl?: string;
   /** Glob patterns to leave out of the source scan; `.holdfastignore` in the source root is read too. */
   readonly exclude?: readonly string[];
   readonly followSymlinks?: boolean;
@@ -323,11 +325,11 @@ export async function openConsistencySession(options: ConsistencyOptions, mode: 
       throw err.exitCode === 2 ? new HoldfastError('HOLDFAST_E_DEST_UNREACHABLE', { detail: `${backend.url}: ${err.message}` }, { cause: err }) : err;
     });
     if (ledger === undefined) {
-      const stateDir = options.stateDir ?? defaultStateDir();
+      const target = resolveLedger(options);
       // Reading must not create a ledger: without one, everything is judged against an empty ledger.
-      const inMemory = !mode.write && !ledgerExists(stateDir);
+      const inMemory = !mode.write && !ledgerMayExist(target);
       // Only verification times are ever written by a check: without re-reads, the ledger is opened read-only.
-      ledger = await openLedger(inMemory ? { inMemory: true } : { stateDir, ...(mode.write || mode.recordsVerification === true ? {} : { readOnly: true }) });
+      ledger = inMemory ? await openLedger({ inMemory: true }) : await openLedgerAt(target, mode.write || mode.recordsVerification === true ? {} : { readOnly: true });
     }
     const destination = mode.write ? await ledger.ensureDestination(backend) : await ledger.getDestination(backend);
     const opened = ledger;

@@ -11,7 +11,7 @@ import { HoldfastError } from '../core/errors.js';
 import { IN_PROGRESS_STATUSES, OBJECT_STATUSES, type ObjectStatus } from '../core/status.js';
 import type { DestinationRow, ObjectRow, RunRow, RunStatus } from '../core/types.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, openLedger } from '../ledger/open.js';
+import { openLedgerAt, resolveLedger } from '../ledger/open.js';
 import { isLeaseStale } from './owner.js';
 
 export interface InspectOptions {
@@ -19,6 +19,8 @@ export interface InspectOptions {
   readonly ledger?: Ledger;
   /** Directory of the SQLite ledger (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast). */
   readonly stateDir?: string;
+  /** postgres://… or sqlite:<state directory>; wins over `stateDir`; default $HOLDFAST_LEDGER. */
+  readonly ledgerUrl?: string;
 }
 
 /** Times in these reports are ISO 8601 strings (UTC), or null. */
@@ -129,7 +131,7 @@ function iso(ms: number | null): IsoTime | null {
 async function withLedger<T>(opts: InspectOptions, fn: (ledger: Ledger) => Promise<T>): Promise<T> {
   if (opts.ledger !== undefined) return fn(opts.ledger);
   // Read-only: a missing ledger is an error (never created), a read-only mount or a ledger the user may only read is fine.
-  const ledger = await openLedger({ stateDir: opts.stateDir ?? defaultStateDir(), readOnly: true });
+  const ledger = await openLedgerAt(resolveLedger(opts), { readOnly: true });
   try {
     return await fn(ledger);
   } finally {

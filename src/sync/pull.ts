@@ -28,7 +28,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
-import { constants, existsSync, type Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { lstat, lutimes, mkdir, open, readdir, realpath, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -44,7 +44,7 @@ import { RunEvents } from '../engine/events.js';
 import { Limiter } from '../engine/limiter.js';
 import { DEFAULT_RETRY, backoffDelay, sleep, withRetry, type RetryPolicy } from '../engine/retry.js';
 import type { FileCacheEntry, Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, ledgerPath, openLedger } from '../ledger/open.js';
+import { ledgerMayExist, openLedgerAt, resolveLedger } from '../ledger/open.js';
 import { descriptorPath, toMtimeMs } from '../scan/hash.js';
 import { FileHasher } from '../scan/hasher.js';
 import { isProcessAlive } from './owner.js';
@@ -60,6 +60,8 @@ export interface PullOptions {
   readonly ledger?: Ledger;
   /** Directory of the SQLite ledger (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast). */
   readonly stateDir?: string;
+  /** postgres://… or sqlite:<state directory>; wins over `stateDir`; default $HOLDFAST_LEDGER. */
+  readonly ledgerUrl?: string;
   /** Read a ledger when one exists (default true); false trusts the destination alone. */
   readonly useLedger?: boolean;
   /** Decide and report what would be downloaded; write nothing (not the target directory, not the file cache). */
@@ -725,10 +727,11 @@ async function removeStaleTemps(dir: string): Promise<void> {
 async function openExistingLedger(options: PullOptions, events: RunEvents): Promise<{ ledger: Ledger | undefined; owned: boolean }> {
   if (options.ledger !== undefined) return { ledger: options.ledger, owned: false };
   if (options.useLedger === false) return { ledger: undefined, owned: false };
-  const stateDir = options.stateDir ?? defaultStateDir();
-  if (!existsSync(ledgerPath(stateDir))) return { ledger: undefined, owned: false };
+  const target = resolveLedger(options);
+  if (!ledgerMayExist(target)) return { ledger: undefined, owned: false };
   try {
-    return { ledger: await openLedger({ stateDir }), owned: true };
+    // pull only reads the ledger.
+    return { ledger: await openLedgerAt(target, { readOnly: true }), owned: true };
   } catch (e) {
     events.emit('run:notice', { level: 'warn', message: `the ledger could not be opened (${classifyError(e).message}); verifying against the destination alone` });
     return { ledger: undefined, owned: false };

@@ -10,7 +10,6 @@
 // destination that cannot be reached, or stops answering mid-run, fails its
 // own items only; the run's status is then partial.
 
-import { existsSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Backend, BackendOptions } from '../backends/backend.js';
@@ -24,7 +23,7 @@ import { Limiter } from '../engine/limiter.js';
 import { Pipeline } from '../engine/pipeline.js';
 import { withRetry } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, LEDGER_FILE_NAME, openLedger } from '../ledger/open.js';
+import { LEDGER_FILE_NAME, ledgerMayExist, openLedger, openLedgerAt, resolveLedger, type LedgerTarget } from '../ledger/open.js';
 import { HashMemo } from '../scan/hasher.js';
 import { KeyCover } from '../scan/key-cover.js';
 import { compileExcludes, excludingDirectory, type Matcher } from '../scan/ignore.js';
@@ -66,6 +65,8 @@ export interface TransferOptions extends Partial<SyncSettings> {
    * Its files are left out of the source when it lies inside it (with `ledger` given, only if this is given too).
    */
   readonly stateDir?: string;
+  /** Which ledger: postgres://… (many workers) or sqlite:<state directory>; wins over `stateDir`; default $HOLDFAST_LEDGER, then the state directory. */
+  readonly ledgerUrl?: string;
   /** Glob patterns to leave out (gitignore-like); `.holdfastignore` in the source root is read too. */
   readonly exclude?: readonly string[];
   /** Backend settings for every destination (a DestinationSpec's own options win). */
@@ -123,8 +124,9 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
   const sourceRoot = resolve(options.source);
   const st = await stat(sourceRoot).catch(() => undefined);
   if (!st?.isDirectory()) throw new HoldfastError('HOLDFAST_E_SOURCE_MISSING', { path: options.source });
-  const stateDir = options.stateDir ?? defaultStateDir();
-  const exclude = withoutLedgerDir(compileExcludes([...(options.exclude ?? [])], { ignoreFile: join(sourceRoot, '.holdfastignore') }), sourceRoot, options.ledger !== undefined && options.stateDir === undefined ? undefined : stateDir);
+  const target = resolveLedger(options);
+  const ledgerDir = target.kind === 'sqlite' && (options.ledger === undefined || options.stateDir !== undefined || options.ledgerUrl !== undefined) ? target.stateDir : undefined;
+  const exclude = withoutLedgerDir(compileExcludes([...(options.exclude ?? [])], { ignoreFile: join(sourceRoot, '.holdfastignore') }), sourceRoot, ledgerDir);
   if (kind.backupUrl !== undefined && specs.length > 1) {
     throw new HoldfastError('HOLDFAST_E_USAGE', { detail: '--backup-dir works with one destination; run sync once per destination to keep a backup of each' });
   }
@@ -157,15 +159,19 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
     );
     if (opened.every((o) => o.notReady !== undefined)) {
       // Nothing can be done; the destinations' health still says so (status, monitoring).
-      if (!settings.dryRun) await recordUnreachable(ledger, stateDir, opened);
+      if (!settings.dryRun) await recordUnreachable(ledger, target, opened);
       const first = opened[0]?.notReady;
       if (first) throw first;
     }
     if (ledger === undefined) {
       // A dry run changes nothing, not even the ledger: with no ledger yet, plan against an empty one in memory.
-      const inMemory = settings.dryRun && !existsSync(join(stateDir, LEDGER_FILE_NAME));
+      const inMemory = settings.dryRun && !ledgerMayExist(target);
       // A locked ledger (another run migrating or writing) is waited for, with backoff.
-      ledger = await withRetry(() => openLedger(inMemory ? { inMemory: true } : { stateDir }), { policy: settings.retry, signal: cancellation.signal, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
+      ledger = await withRetry(() => (inMemory ? openLedger({ inMemory: true }) : settings.dryRun ? openForDryRun(target) : openLedgerAt(target)), {
+        policy: settings.retry,
+        signal: cancellation.signal,
+        fallback: 'HOLDFAST_E_LEDGER_OPEN',
+      });
     }
     const owner = makeOwner();
     unregister = registerOwner(owner);
@@ -264,6 +270,21 @@ async function realPath(path: string): Promise<string> {
   }
 }
 
+/**
+ * A dry run changes nothing, not even the ledger: a SQLite ledger that exists is
+ * opened as usual (it is only read), a PostgreSQL one read-only (no migration),
+ * and a database with no ledger yet is planned against an empty one in memory.
+ */
+async function openForDryRun(target: LedgerTarget): Promise<Ledger> {
+  if (target.kind === 'sqlite') return openLedgerAt(target);
+  try {
+    return await openLedgerAt(target, { readOnly: true });
+  } catch (e) {
+    if (e instanceof HoldfastError && e.code === 'HOLDFAST_E_LEDGER_OPEN' && /no ledger in this database/.test(e.message)) return openLedger({ inMemory: true });
+    throw e;
+  }
+}
+
 /** The ledger's own files are never part of the source, when they lie inside it. */
 function withoutLedgerDir(matcher: Matcher, sourceRoot: string, stateDir: string | undefined): Matcher {
   const key = stateDir === undefined ? undefined : ledgerDirKey(sourceRoot, stateDir);
@@ -293,11 +314,11 @@ export function ledgerDirKey(sourceRoot: string, stateDir: string): string | und
  * (an unknown URL, perhaps a typo, gets no row). Best effort: the run is
  * failing anyway, and its error is the one to report.
  */
-async function recordUnreachable(given: Ledger | undefined, stateDir: string, opened: readonly OpenDestination[]): Promise<void> {
-  if (given === undefined && !existsSync(join(stateDir, LEDGER_FILE_NAME))) return;
+async function recordUnreachable(given: Ledger | undefined, target: LedgerTarget, opened: readonly OpenDestination[]): Promise<void> {
+  if (given === undefined && !ledgerMayExist(target)) return;
   let ledger: Ledger | undefined;
   try {
-    ledger = given ?? (await openLedger({ stateDir }));
+    ledger = given ?? (await openLedgerAt(target));
     for (const o of opened) {
       const row = await ledger.getDestination(o.backend);
       if (row === undefined || o.notReady === undefined) continue;

@@ -24,7 +24,7 @@ import { classifyError, HoldfastError } from '../core/errors.js';
 import type { RunReport } from '../core/report.js';
 import { RunEvents } from '../engine/events.js';
 import type { Ledger } from '../ledger/ledger.js';
-import { defaultStateDir, openLedger } from '../ledger/open.js';
+import { openLedgerAt, resolveLedger } from '../ledger/open.js';
 import { withRetry, DEFAULT_RETRY } from '../engine/retry.js';
 import type { FileFacts } from './context.js';
 import { destinationSpecs, isLedgerFile, ledgerDirKey, runTransfer, type TransferOptions } from './run.js';
@@ -125,7 +125,8 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
 
   let ledger: Ledger | undefined = options.ledger;
   // Where the ledger lives (when this watcher opens it): its files are never part of the source.
-  const stateDir = options.stateDir ?? defaultStateDir();
+  const target = resolveLedger(options);
+  const stateDir = target.kind === 'sqlite' ? target.stateDir : undefined;
   const ownsLedger = ledger === undefined;
   let watcher: FSWatcher | undefined;
   /** Ends the current wait early (a file-system event). */
@@ -144,10 +145,10 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
   let last: RunReport | undefined;
   let stoppedCleanly = true;
   try {
-    ledger ??= await withRetry(() => openLedger({ stateDir }), { policy: options.retry ?? DEFAULT_RETRY, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
+    ledger ??= await withRetry(() => openLedgerAt(target), { policy: options.retry ?? DEFAULT_RETRY, fallback: 'HOLDFAST_E_LEDGER_OPEN' });
     try {
       // The ledger's own writes (when it lies inside the source) are not changes to send: every round would start the next.
-      const ledgerKey = options.ledger === undefined || options.stateDir !== undefined ? ledgerDirKey(source, stateDir) : undefined;
+      const ledgerKey = stateDir !== undefined && (options.ledger === undefined || options.stateDir !== undefined) ? ledgerDirKey(source, stateDir) : undefined;
       const ours = (name: string | null): boolean => {
         if (name === null || ledgerKey === undefined) return false;
         const key = name.split(sep).join('/');

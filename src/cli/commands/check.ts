@@ -7,12 +7,13 @@ import { Option, type Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { CHECK_CATEGORIES, DEFAULT_MAX_FINDINGS, check, type CheckCategory, type CheckFindings, type CheckReport } from '../../sync/check.js';
-import { collect, durationArg, err, failCommand, intArg, out, pathArg, percentArg, transfersArg, wholeNumberArg } from '../common.js';
+import { collect, durationArg, err, failCommand, intArg, ledgerChoiceFrom, out, pathArg, percentArg, transfersArg, wholeNumberArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { addDestinationOptions, backendOptionsFrom } from './transfer.js';
 
 interface CheckFlags {
   state?: string;
+  ledger?: string;
   s3Endpoint?: string;
   s3PathStyle?: boolean;
   s3Region?: string;
@@ -99,7 +100,7 @@ async function runCheckCommand(source: string, destination: string, flags: Check
     report = await check({
       source,
       destination,
-      ...(flags.state !== undefined ? { stateDir: flags.state } : {}),
+      ...ledgerChoiceFrom(flags),
       exclude: flags.exclude,
       followSymlinks: flags.followSymlinks === true,
       backendOptions: backendOptionsFrom(flags),

@@ -7,13 +7,14 @@ import { EXIT } from '../../core/errors.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { DEFAULT_MAX_FINDINGS } from '../../sync/check.js';
 import { cleanup, type CleanupAction, type CleanupReport } from '../../sync/cleanup.js';
-import { collect, durationArg, failCommand, intArg, interruptSignals, maxDeleteArg, out, pathArg, transfersArg } from '../common.js';
+import { collect, durationArg, failCommand, intArg, interruptSignals, ledgerChoiceFrom, maxDeleteArg, out, pathArg, transfersArg } from '../common.js';
 import { displayKey, formatDuration } from '../format.js';
 import { registerCheck } from './check.js';
 import { addDestinationOptions, backendOptionsFrom } from './transfer.js';
 
 interface CleanupFlags {
   state?: string;
+  ledger?: string;
   s3Endpoint?: string;
   s3PathStyle?: boolean;
   s3Region?: string;
@@ -108,7 +109,7 @@ async function runCleanupCommand(destination: string, flags: CleanupFlags): Prom
     report = await cleanup({
       destination,
       ...(flags.source !== undefined ? { source: flags.source } : {}),
-      ...(flags.state !== undefined ? { stateDir: flags.state } : {}),
+      ...ledgerChoiceFrom(flags),
       apply: flags.apply === true,
       adopt: flags.adopt === true,
       deleteOrphans: flags.deleteOrphans === true,

@@ -75,7 +75,8 @@ function settingsOf(job: JobConfig): string[] {
 
 export function configText(config: Config): string {
   const lines: string[] = [`${config.file}: valid`];
-  if (config.stateDir !== undefined) lines.push(`ledger: ${config.stateDir}`);
+  if (config.ledgerUrl !== undefined) lines.push(`ledger: ${redactUrl(config.ledgerUrl)}`);
+  else if (config.stateDir !== undefined) lines.push(`ledger: ${config.stateDir}`);
   lines.push('destinations:');
   const width = Math.max(...[...config.destinations.keys()].map((n) => n.length));
   for (const d of config.destinations.values()) {
@@ -110,6 +111,7 @@ function configJson(loaded: LoadedConfig): unknown {
     valid: true,
     version: c.version,
     ...(c.stateDir !== undefined ? { state: c.stateDir } : {}),
+    ...(c.ledgerUrl !== undefined ? { ledger: redactUrl(c.ledgerUrl) } : {}),
     destinations: Object.fromEntries([...c.destinations.values()].map((d) => [d.name, { url: redactUrl(d.url), ...Object.fromEntries(d.shown.map((s) => [s.field, s.value])) }])),
     types: Object.fromEntries(c.types),
     jobs: Object.fromEntries(

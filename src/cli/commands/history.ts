@@ -3,7 +3,7 @@
 
 import type { Command } from 'commander';
 import { history } from '../../sync/inspect.js';
-import { pathArg, textArg } from '../common.js';
+import { LEDGER_HELP, ledgerChoiceFrom, pathArg, STATE_HELP, textArg } from '../common.js';
 import { displayKey } from '../format.js';
 import { formatTable, oneLine } from '../table.js';
 import { INSPECT_EXIT_HELP, runReadOnly, shortTime, type InspectFlags } from './status.js';
@@ -18,7 +18,8 @@ export function registerHistory(program: Command): void {
     .description('Show every recorded transition of one object: run, time, from → to, attempt, error, note.')
     .argument('<key>', 'the object key (the source-relative path, "/"-separated)')
     .option('--destination <url>', 'only this destination (default: every destination that has the key)', textArg)
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
+    .option('--state <dir>', STATE_HELP, pathArg)
+    .option('--ledger <url>', LEDGER_HELP, textArg)
     .option('--json', 'print one JSON object on stdout')
     .addHelpText(
       'after',
@@ -33,7 +34,7 @@ ${INSPECT_EXIT_HELP}`,
     .action(async (key: string, flags: HistoryFlags) => {
       process.exitCode = await runReadOnly(
         flags,
-        () => history({ key, ...(flags.state !== undefined ? { stateDir: flags.state } : {}), ...(flags.destination !== undefined ? { destination: flags.destination } : {}) }),
+        () => history({ key, ...ledgerChoiceFrom(flags), ...(flags.destination !== undefined ? { destination: flags.destination } : {}) }),
         (report) => {
           if (report.entries.length === 0) return [`no history for ${displayKey(report.key)}${flags.destination !== undefined ? ` on ${flags.destination}` : ''}`];
           const lines: string[] = [];

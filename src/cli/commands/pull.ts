@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { RunEvents } from '../../engine/events.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { pull, type PullReport } from '../../sync/pull.js';
-import { EXIT_CODES_HELP, exitCodeFor, failCommand, intArg, interruptSignals, out, pathArg, transfersArg } from '../common.js';
+import { EXIT_CODES_HELP, exitCodeFor, failCommand, intArg, interruptSignals, ledgerChoiceFrom, out, pathArg, transfersArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { attachCliProgress } from '../progress.js';
 import { oneLine } from '../table.js';
@@ -19,7 +19,8 @@ interface PullFlags {
   prefix?: string;
   dryRun?: boolean;
   verifiedOnly?: boolean;
-  ledger: boolean;
+  /** --ledger URL, or false with --no-ledger. */
+  ledger?: string | false;
   transfers?: number;
   retries: number;
   fsync: boolean;
@@ -86,8 +87,8 @@ async function runPull(destination: string, dir: string, flags: PullFlags): Prom
       destination,
       target: dir,
       ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
-      ...(flags.state !== undefined ? { stateDir: flags.state } : {}),
-      useLedger: flags.ledger,
+      ...ledgerChoiceFrom({ ...(flags.state !== undefined ? { state: flags.state } : {}), ...(typeof flags.ledger === 'string' ? { ledger: flags.ledger } : {}) }),
+      useLedger: flags.ledger !== false,
       dryRun: flags.dryRun === true,
       verifiedOnly: flags.verifiedOnly === true,
       ...(flags.transfers !== undefined ? { transfers: flags.transfers } : {}),

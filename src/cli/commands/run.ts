@@ -34,6 +34,7 @@ export function givenFlags<F extends object>(cmd: Command, flags: F): Partial<F>
 export function overridesFrom(given: Partial<RunFlags>): JobOverrides {
   return {
     ...(given.state !== undefined ? { stateDir: given.state } : {}),
+    ...(given.ledger !== undefined ? { ledgerUrl: given.ledger } : {}),
     ...(given.dryRun !== undefined ? { dryRun: given.dryRun } : {}),
     ...(given.mode !== undefined ? { mode: given.mode } : {}),
     ...(given.force !== undefined ? { force: given.force } : {}),

@@ -3,7 +3,7 @@
 
 import type { Command } from 'commander';
 import { runs } from '../../sync/inspect.js';
-import { intArg, pathArg, textArg } from '../common.js';
+import { intArg, LEDGER_HELP, ledgerChoiceFrom, pathArg, STATE_HELP, textArg } from '../common.js';
 import { formatTable } from '../table.js';
 import { INSPECT_EXIT_HELP, runCounts, runDuration, runReadOnly, shortTime, type InspectFlags } from './status.js';
 
@@ -17,7 +17,8 @@ export function registerRuns(program: Command): void {
     .description('List recent runs: command, start, duration, status and counts.')
     .option('--limit <n>', 'how many runs', intArg, 20)
     .option('--destination <url>', 'only runs against this destination', textArg)
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
+    .option('--state <dir>', STATE_HELP, pathArg)
+    .option('--ledger <url>', LEDGER_HELP, textArg)
     .option('--json', 'print one JSON object on stdout')
     .addHelpText(
       'after',
@@ -32,7 +33,7 @@ ${INSPECT_EXIT_HELP}`,
     .action(async (flags: RunsFlags) => {
       process.exitCode = await runReadOnly(
         flags,
-        () => runs({ ...(flags.state !== undefined ? { stateDir: flags.state } : {}), ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(flags.destination !== undefined ? { destination: flags.destination } : {}) }),
+        () => runs({ ...ledgerChoiceFrom(flags), ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(flags.destination !== undefined ? { destination: flags.destination } : {}) }),
         (report) => {
           if (report.runs.length === 0) return ['no runs recorded yet'];
           const several = new Set(report.runs.map((r) => r.destination)).size > 1;

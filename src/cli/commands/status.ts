@@ -7,12 +7,13 @@ import type { Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
 import { OBJECT_STATUSES } from '../../core/status.js';
 import { status, type DestinationStatus, type ItemSummary, type RunSummary } from '../../sync/inspect.js';
-import { failCommand, intArg, out, pathArg } from '../common.js';
+import { failCommand, intArg, LEDGER_HELP, ledgerChoiceFrom, out, pathArg, STATE_HELP, textArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { formatTable, oneLine } from '../table.js';
 
 export interface InspectFlags {
   state?: string;
+  ledger?: string;
   json?: boolean;
   limit?: number;
 }
@@ -121,7 +122,8 @@ export function registerStatus(program: Command): void {
     .command('status')
     .description('Show what the ledger knows: objects per status, the last run, destination health, and items needing attention.')
     .argument('[destination-url]', 'only this destination (default: every destination in the ledger)')
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
+    .option('--state <dir>', STATE_HELP, pathArg)
+    .option('--ledger <url>', LEDGER_HELP, textArg)
     .option('--limit <n>', 'items listed per section (failed, interrupted, delete pending)', intArg, 20)
     .option('--json', 'print one JSON object on stdout')
     .addHelpText(
@@ -138,7 +140,7 @@ ${INSPECT_EXIT_HELP}`,
     .action(async (destination: string | undefined, flags: InspectFlags) => {
       process.exitCode = await runReadOnly(
         flags,
-        () => status({ ...(flags.state !== undefined ? { stateDir: flags.state } : {}), ...(destination !== undefined ? { destination } : {}), ...(flags.limit !== undefined ? { limit: flags.limit } : {}) }),
+        () => status({ ...ledgerChoiceFrom(flags), ...(destination !== undefined ? { destination } : {}), ...(flags.limit !== undefined ? { limit: flags.limit } : {}) }),
         (report) => {
           if (report.destinations.length === 0) return [`the ledger at ${report.ledger} tracks no destinations yet`];
           const lines: string[] = [];

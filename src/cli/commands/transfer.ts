@@ -7,12 +7,13 @@ import type { RunReport } from '../../core/report.js';
 import { RunEvents } from '../../engine/events.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import type { TransferOptions } from '../../sync/run.js';
-import { collect, exitCodeFor, failCommand, intArg, interruptSignals, out, pathArg, sizeArg, textArg, transfersArg } from '../common.js';
+import { collect, exitCodeFor, failCommand, intArg, interruptSignals, LEDGER_HELP, ledgerChoiceFrom, out, pathArg, sizeArg, STATE_HELP, textArg, transfersArg } from '../common.js';
 import { attachCliProgress } from '../progress.js';
 import { jsonReport, textReport, type PlannedItem } from '../report.js';
 
 export interface TransferFlags {
   state?: string;
+  ledger?: string;
   dryRun?: boolean;
   mode: 'incremental' | 'all';
   force?: boolean;
@@ -36,7 +37,8 @@ export interface TransferFlags {
 /** S3 and ledger options every command that opens a destination takes. */
 export function addDestinationOptions(cmd: Command): Command {
   return cmd
-    .option('--state <dir>', 'ledger directory (default: $HOLDFAST_STATE, $XDG_STATE_HOME/holdfast, ~/.local/state/holdfast)', pathArg)
+    .option('--state <dir>', STATE_HELP, pathArg)
+    .option('--ledger <url>', LEDGER_HELP, textArg)
     .option('--s3-endpoint <url>', 'S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)', textArg)
     .option('--s3-path-style', 'path-style S3 addressing (default on with a custom endpoint)')
     .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)', textArg)
@@ -78,7 +80,7 @@ export function transferOptionsFrom(source: string, destinations: string | reado
   return {
     source,
     ...(urls.length === 1 ? { destination: urls[0] } : { destinations: urls }),
-    ...(flags.state !== undefined ? { stateDir: flags.state } : {}),
+    ...ledgerChoiceFrom(flags),
     dryRun: flags.dryRun === true,
     mode: flags.mode,
     force: flags.force === true,
