@@ -69,7 +69,28 @@ export interface ObjectRow {
   readonly errorMessage: string | null;
   readonly nextAttemptAt: number | null;
   readonly verifiedAt: number | null;
+  /** Which source the file belongs to ("host:root", or a shared source's name); null on rows from before sources were recorded. */
+  readonly sourceId: string | null;
   readonly updatedAt: number;
+}
+
+/** One process working on the ledger: a CLI run, `watch`, `serve` (DESIGN §10). */
+export interface WorkerRow {
+  /** host:pid:nonce: what its leases name as their owner. */
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly command: string;
+  readonly sourceId: string | null;
+  readonly startedAt: number;
+  /** Last sign of life, on the ledger's clock. */
+  readonly heartbeatAt: number;
+  /** Set when it ended cleanly. */
+  readonly stoppedAt: number | null;
+  /** How long ago the last heartbeat was, on the ledger's clock. */
+  readonly heartbeatAgeMs: number;
+  /** Rows it holds leases on (in progress). */
+  readonly leased: number;
 }
 
 export interface PartRow {

@@ -4,12 +4,13 @@
 // live in DIALECT_TRAITS and nowhere else.
 
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { sql } from 'kysely';
 import type { Kysely, RawBuilder, Selectable, SelectQueryBuilder } from 'kysely';
 import { HoldfastError, classifyError } from '../core/errors.js';
 import { IN_PROGRESS_STATUSES, canTransition, isObjectStatus } from '../core/status.js';
 import type { ObjectStatus } from '../core/status.js';
-import type { DestinationRow, HistoryRow, ObjectRow, PartRow, RunRow, RunStatus } from '../core/types.js';
+import type { DestinationRow, HistoryRow, ObjectRow, PartRow, RunRow, RunStatus, WorkerRow } from '../core/types.js';
 import type {
   AdoptedObject,
   PlannedDelete,
@@ -135,6 +136,7 @@ function toObjectRow(r: Selectable<ObjectsTable>): ObjectRow {
     errorMessage: r.error_message,
     nextAttemptAt: toNullableNumber(r.next_attempt_at),
     verifiedAt: toNullableNumber(r.verified_at),
+    sourceId: r.source_id,
     updatedAt: toNumber(r.updated_at),
   };
 }
@@ -238,6 +240,8 @@ export interface KyselyLedgerOptions {
   readonly now?: () => number;
   /** Turns a driver error into the HoldfastError to report (a lost connection is not a failed write); default: the shared classifier. */
   readonly classify?: (e: unknown) => HoldfastError;
+  /** The machine this process runs on: the file cache's entries are this host's files (default os.hostname()). */
+  readonly host?: string;
 }
 
 export class KyselyLedger implements Ledger {
@@ -248,6 +252,7 @@ export class KyselyLedger implements Ledger {
   /** A clock given by a test; otherwise the dialect's (the database's own). */
   readonly #fixedNow: (() => number) | undefined;
   readonly #classify: ((e: unknown) => HoldfastError) | undefined;
+  readonly #host: string;
   #closed = false;
 
   constructor(db: Kysely<Database>, options: KyselyLedgerOptions) {
@@ -257,6 +262,7 @@ export class KyselyLedger implements Ledger {
     this.location = options.location;
     this.#fixedNow = options.now;
     this.#classify = options.classify;
+    this.#host = options.host ?? hostname();
   }
 
   /** Every driver error leaves the ledger as a HoldfastError (BUSY stays BUSY: it is transient). */
@@ -579,6 +585,7 @@ export class KyselyLedger implements Ledger {
                 next_attempt_at: null,
                 verified_at: null,
                 updated_at: now,
+                ...(item.sourceId !== undefined ? { source_id: item.sourceId } : {}),
                 ...(dropUpload ? { upload_id: null } : {}),
               })
               .where('id', '=', id)
@@ -598,6 +605,7 @@ export class KyselyLedger implements Ledger {
                 mtime_ms: item.mtimeMs,
                 sha256: item.sha256,
                 status: 'upload_pending',
+                source_id: item.sourceId ?? null,
                 created_at: now,
                 updated_at: now,
               })),
@@ -620,7 +628,7 @@ export class KyselyLedger implements Ledger {
         // since must not take this file's size and mtime, or the next run would skip the file.
         let q = trx
           .updateTable('objects')
-          .set({ source_path: item.sourcePath, size: item.size, mtime_ms: item.mtimeMs, updated_at: now })
+          .set({ source_path: item.sourcePath, size: item.size, mtime_ms: item.mtimeMs, updated_at: now, ...(item.sourceId !== undefined ? { source_id: item.sourceId } : {}) })
           .where('id', '=', item.objectId)
           .where('status', '=', item.seen.status);
         q = item.seen.sha256 === null ? q.where('sha256', 'is', null) : q.where('sha256', '=', item.seen.sha256);
@@ -695,6 +703,9 @@ export class KyselyLedger implements Ledger {
       // LOCKED, so concurrent workers pick disjoint rows.
       let pick = trx.selectFrom('objects').select(['id', 'key', 'status']).where('destination_id', '=', opts.destinationId);
       if (opts.objectIds !== undefined) pick = pick.where('id', 'in', opts.objectIds.length > 0 ? [...opts.objectIds] : [-1]);
+      // A worker claims only files it can see: rows of its own source, or of none recorded.
+      const source = opts.sourceId;
+      if (source !== undefined) pick = pick.where((eb) => eb.or([eb('source_id', '=', source), eb('source_id', 'is', null)]));
       const picked = await pick
         .where((eb) => {
           const ors = [];
@@ -760,12 +771,15 @@ export class KyselyLedger implements Ledger {
     owner: string,
     leaseMs: number,
     runId: number | null,
-    opts: { readonly deadOwners?: readonly string[] } = {},
+    opts: { readonly deadOwners?: readonly string[]; readonly deadAfterMs?: number } = {},
   ): Promise<ObjectRow[]> {
     if (rows.length === 0) return [];
     const wanted = new Map(rows.map((r) => [r.objectId, r.attemptId]));
-    const dead = new Set(opts.deadOwners ?? []);
+    const deadAfterMs = opts.deadAfterMs;
     return this.#write(async (trx, now) => {
+      // Dead: named by the caller (a process of this host that is gone), or silent for too long on the ledger's clock.
+      const dead = new Set(opts.deadOwners ?? []);
+      if (deadAfterMs !== undefined) for (const id of await this.#deadWorkers(trx, now, deadAfterMs)) dead.add(id);
       const current = [];
       for (const chunk of chunks([...wanted.keys()])) {
         current.push(
@@ -1194,6 +1208,73 @@ export class KyselyLedger implements Ledger {
     });
   }
 
+  // ----- workers
+
+  async registerWorker(worker: { readonly id: string; readonly host: string; readonly pid: number; readonly command: string; readonly sourceId: string | null }): Promise<void> {
+    await this.#write(async (trx, now) => {
+      await trx
+        .insertInto('workers')
+        .values({ id: worker.id, host: worker.host, pid: worker.pid, command: worker.command, source_id: worker.sourceId, started_at: now, heartbeat_at: now })
+        .onConflict((oc) => oc.column('id').doUpdateSet({ heartbeat_at: now, stopped_at: null }))
+        .execute();
+    });
+  }
+
+  async heartbeat(id: string): Promise<boolean> {
+    return this.#write(async (trx, now) => {
+      const res = await trx.updateTable('workers').set({ heartbeat_at: now }).where('id', '=', id).where('stopped_at', 'is', null).executeTakeFirst();
+      return res.numUpdatedRows > 0n;
+    });
+  }
+
+  async retireWorker(id: string): Promise<void> {
+    await this.#write(async (trx, now) => {
+      await trx.updateTable('workers').set({ stopped_at: now, heartbeat_at: now }).where('id', '=', id).execute();
+    });
+  }
+
+  async listWorkers(opts: { readonly includeStopped?: boolean } = {}): Promise<WorkerRow[]> {
+    return this.#guard(async () => {
+      const now = this.#fixedNow?.() ?? (await this.#traits.clock(this.#db));
+      let q = this.#db
+        .selectFrom('workers')
+        .selectAll('workers')
+        .select((eb) =>
+          eb
+            .selectFrom('objects')
+            .select(eb.fn.countAll<number | string>().as('n'))
+            .whereRef('objects.lease_owner', '=', 'workers.id')
+            .where('objects.status', 'in', IN_PROGRESS_STATUSES)
+            .as('leased'),
+        )
+        .orderBy('started_at', 'desc')
+        .orderBy('id');
+      if (opts.includeStopped !== true) q = q.where('stopped_at', 'is', null);
+      const rows = await q.execute();
+      return rows.map((r) => ({
+        id: r.id,
+        host: r.host,
+        pid: toNumber(r.pid),
+        command: r.command,
+        sourceId: r.source_id,
+        startedAt: toNumber(r.started_at),
+        heartbeatAt: toNumber(r.heartbeat_at),
+        stoppedAt: toNullableNumber(r.stopped_at),
+        heartbeatAgeMs: Math.max(0, now - toNumber(r.heartbeat_at)),
+        leased: toNumber(r.leased ?? 0),
+      }));
+    });
+  }
+
+  async deadWorkers(deadAfterMs: number): Promise<string[]> {
+    return this.#guard(async () => this.#deadWorkers(this.#db, this.#fixedNow?.() ?? (await this.#traits.clock(this.#db)), deadAfterMs));
+  }
+
+  async #deadWorkers(db: Kysely<Database>, now: number, deadAfterMs: number): Promise<string[]> {
+    const rows = await db.selectFrom('workers').select('id').where('stopped_at', 'is', null).where('heartbeat_at', '<=', now - deadAfterMs).execute();
+    return rows.map((r) => r.id);
+  }
+
   // ----- history
 
   async history(destinationId: number, key: string): Promise<HistoryRow[]> {
@@ -1216,7 +1297,7 @@ export class KyselyLedger implements Ledger {
     if (paths.length === 0) return out;
     return this.#guard(async () => {
       for (const chunk of chunks([...new Set(paths)])) {
-        const rows = await this.#db.selectFrom('file_cache').selectAll().where('path', 'in', chunk).execute();
+        const rows = await this.#db.selectFrom('file_cache').selectAll().where('host', '=', this.#host).where('path', 'in', chunk).execute();
         for (const r of rows) {
           out.set(r.path, { path: r.path, size: toNumber(r.size), mtimeMs: toNumber(r.mtime_ms), ino: toNumber(r.ino), sha256: r.sha256 });
         }
@@ -1232,9 +1313,9 @@ export class KyselyLedger implements Ledger {
       for (const chunk of chunks([...byPath.values()])) {
         await trx
           .insertInto('file_cache')
-          .values(chunk.map((e) => ({ path: e.path, size: e.size, mtime_ms: e.mtimeMs, ino: e.ino, sha256: e.sha256, updated_at: now })))
+          .values(chunk.map((e) => ({ host: this.#host, path: e.path, size: e.size, mtime_ms: e.mtimeMs, ino: e.ino, sha256: e.sha256, updated_at: now })))
           .onConflict((oc) =>
-            oc.column('path').doUpdateSet((eb) => ({
+            oc.columns(['host', 'path']).doUpdateSet((eb) => ({
               size: eb.ref('excluded.size'),
               mtime_ms: eb.ref('excluded.mtime_ms'),
               ino: eb.ref('excluded.ino'),

@@ -15,7 +15,7 @@
 //   the scanner's order agree for the merge-join.
 
 import type { ObjectStatus } from '../core/status.js';
-import type { DestinationRow, HistoryRow, ObjectRow, PartRow, RunRow, RunStatus } from '../core/types.js';
+import type { DestinationRow, HistoryRow, ObjectRow, PartRow, RunRow, RunStatus, WorkerRow } from '../core/types.js';
 
 /** A destination as a backend describes it (src/backends/location.ts). */
 export interface DestinationRef {
@@ -39,6 +39,8 @@ export interface PlannedUpload {
    * Undefined: no check.
    */
   readonly seen?: { readonly status: ObjectStatus; readonly sha256: string | null } | null;
+  /** The source the file belongs to (see ObjectRow.sourceId); recorded on the row. */
+  readonly sourceId?: string | null;
 }
 
 export interface TouchedObject {
@@ -48,6 +50,8 @@ export interface TouchedObject {
   readonly mtimeMs: number;
   /** The row as the planner saw it (content unchanged); a row that changed since is left alone. */
   readonly seen: { readonly status: ObjectStatus; readonly sha256: string | null };
+  /** The source that now has the file (a row planned by another source is taken over by this one). */
+  readonly sourceId?: string | null;
 }
 
 /** A row to forget, fenced on the state the planner saw (a row claimed or re-planned since is kept). */
@@ -90,6 +94,8 @@ export interface ClaimOptions {
   readonly statuses?: readonly ObjectStatus[];
   /** Only these rows (still subject to `statuses`); default: any row of the destination. */
   readonly objectIds?: readonly number[];
+  /** Only rows of this source (or of none recorded): a worker never claims a file it cannot see. */
+  readonly sourceId?: string;
 }
 
 export type OutcomeStatus = 'upload_completed' | 'upload_failed' | 'upload_pending' | 'delete_completed' | 'delete_failed' | 'delete_pending';
@@ -223,7 +229,13 @@ export interface Ledger {
    * renewed meanwhile, is left alone. From then on, the old owner's outcome
    * writes and lease renewals are refused.
    */
-  takeOver(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number, runId: number | null, opts?: { readonly deadOwners?: readonly string[] }): Promise<ObjectRow[]>;
+  takeOver(
+    rows: readonly { objectId: number; attemptId: string }[],
+    owner: string,
+    leaseMs: number,
+    runId: number | null,
+    opts?: { readonly deadOwners?: readonly string[]; readonly deadAfterMs?: number },
+  ): Promise<ObjectRow[]>;
   /**
    * Extends to `leaseMs` from now (the ledger's clock) the leases of rows this
    * owner still holds under these attempts. Returns the ids renewed: a row
@@ -232,6 +244,18 @@ export interface Ledger {
   renewLeases(rows: readonly { objectId: number; attemptId: string }[], owner: string, leaseMs: number): Promise<number[]>;
   /** The ledger's clock (epoch ms): what leases are written and judged with, the same for every worker. */
   clock(): Promise<number>;
+
+  // workers (DESIGN §10): every process that works on the ledger, with a heartbeat
+  /** Records a worker (or refreshes one), its heartbeat now. */
+  registerWorker(worker: { readonly id: string; readonly host: string; readonly pid: number; readonly command: string; readonly sourceId: string | null }): Promise<void>;
+  /** A worker's sign of life, on the ledger's clock. Returns false if its row is gone. */
+  heartbeat(id: string): Promise<boolean>;
+  /** A worker that ended cleanly. */
+  retireWorker(id: string): Promise<void>;
+  /** Workers, newest first: running ones, and (with `includeStopped`) those that ended. */
+  listWorkers(opts?: { readonly includeStopped?: boolean }): Promise<WorkerRow[]>;
+  /** Workers not stopped whose heartbeat is older than `deadAfterMs` on the ledger's clock: dead, their leases may be taken over. */
+  deadWorkers(deadAfterMs: number): Promise<string[]>;
   /** Outcomes for a batch, fenced on attempt id, in one transaction. */
   recordOutcomes(outcomes: readonly Outcome[], runId: number | null): Promise<OutcomeResult[]>;
 

@@ -59,6 +59,8 @@ export interface ObjectsTable {
   error_message: string | null;
   next_attempt_at: NullableInt;
   verified_at: NullableInt;
+  /** Which source the row's file belongs to ("host:root" or a shared source's name); null on rows from before migration 003. */
+  source_id: string | null;
   created_at: Int;
   updated_at: Int;
 }
@@ -112,6 +114,8 @@ export interface OutboxTable {
 }
 
 export interface FileCacheTable {
+  /** The machine the file is on: a path names a file only on one host. */
+  host: string;
   path: string;
   size: Int;
   mtime_ms: Int;
@@ -120,12 +124,28 @@ export interface FileCacheTable {
   updated_at: Int;
 }
 
+/** One process working on the ledger (a CLI run, watch, serve). */
+export interface WorkersTable {
+  /** host:pid:nonce, as written to objects.lease_owner. */
+  id: string;
+  host: string;
+  pid: Int;
+  command: string;
+  source_id: string | null;
+  started_at: Int;
+  /** Last sign of life, on the ledger's clock. */
+  heartbeat_at: Int;
+  /** When it ended cleanly; null while running (or after a crash). */
+  stopped_at: NullableInt;
+}
+
 export interface MigrationsTable {
   name: string;
   applied_at: Int;
 }
 
 export interface Database {
+  workers: WorkersTable;
   destinations: DestinationsTable;
   objects: ObjectsTable;
   parts: PartsTable;

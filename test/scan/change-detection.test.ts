@@ -17,7 +17,7 @@ function row(key: string, status: ObjectStatus = 'upload_completed', size: numbe
   return {
     id: 1, destinationId: 1, key, sourcePath: null, size, mtimeMs, sha256, status, attempt: 0, attemptId: null, leaseOwner: null,
     leaseUntil: null, uploadId: null, etag: null, versionId: null, errorCode: null, errorMessage: null, nextAttemptAt: null,
-    verifiedAt: null, updatedAt: 0,
+    verifiedAt: null, sourceId: null, updatedAt: 0,
   };
 }
 

@@ -224,7 +224,7 @@ describe('the three-way join', () => {
   const row = (key: string, status: ObjectRow['status']): ObjectRow => ({
     id: 1, destinationId: 1, key, sourcePath: null, size: 3, mtimeMs: 1000, sha256: 'h', status, attempt: 0, attemptId: null,
     leaseOwner: null, leaseUntil: null, uploadId: null, etag: '"abc"', versionId: null, errorCode: null, errorMessage: null,
-    nextAttemptAt: null, verifiedAt: null, updatedAt: 0,
+    nextAttemptAt: null, verifiedAt: null, sourceId: null, updatedAt: 0,
   });
   const file = (key: string, size = 3, mtimeMs = 1000): SourceFile => ({ key, path: `/s/${key}`, size, mtimeMs, ino: 1 });
 

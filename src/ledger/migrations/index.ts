@@ -6,10 +6,11 @@ import type { Kysely } from 'kysely';
 import type { Database, DialectName } from '../schema.js';
 import { migration001 } from './001-initial.js';
 import { migration002 } from './002-destination-identity.js';
+import { migration003 } from './003-workers.js';
 import { runMigrations } from './runner.js';
 import type { Migration } from './runner.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001, migration002];
+export const MIGRATIONS: readonly Migration[] = [migration001, migration002, migration003];
 
 /** Brings the database to the latest schema; returns the migrations applied now. */
 export function migrateToLatest(db: Kysely<Database>, dialect: DialectName): Promise<string[]> {
