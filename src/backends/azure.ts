@@ -1,6 +1,8 @@
 // The azure:// destination: Azure Blob Storage block blobs (and Azurite, the
 // official emulator) on @azure/storage-blob. `azure://container/prefix` puts
-// key K at blob `prefix/K` in `container`.
+// key K at blob `prefix/K` in `container`, with the characters Azure cannot
+// keep in a blob name ("\\", a segment-final ".", C0 controls) replaced by a
+// reversible encoding (azure-names.ts); listings decode them.
 //
 // Credentials follow the Azure conventions (a connection string, or an account
 // name with a key or a SAS token; see `resolveAccess`). They are never put in
@@ -50,6 +52,7 @@ import type {
 } from './backend.js';
 import { guardBody } from './body.js';
 import { withDeadline } from './deadline.js';
+import { encodeBlobName, encodeBlobPrefix, isEncoded, keyOfBlobName } from './azure-names.js';
 import { compareKeys, keyInvalidError, prefixFromUrl, printable, validateKeyCommon } from './keys.js';
 
 const MiB = 1024 * 1024;
@@ -78,10 +81,11 @@ export const CAPABILITIES: Capabilities = {
   sequentialParts: false,
 };
 
-// Listings are XML 1.0, which cannot carry most C0 controls, and whose parsers
-// turn "\r" into "\n" (Azurite answers a listing holding one with a 500).
-// eslint-disable-next-line no-control-regex
-const XML_UNSAFE = /[\u0001-\u0008\u000b-\u001f\ufffe\uffff]/;
+// Listings are XML 1.0, which cannot carry U+FFFE / U+FFFF at all (the C0
+// controls it cannot carry are stored encoded: see azure-names.ts).
+const XML_NONCHARACTER = /[\ufffe\uffff]/;
+/** Blobs per List Blobs page (the service's maximum). */
+const LIST_PAGE_SIZE = 5000;
 
 // ---- metadata names ------------------------------------------------------
 
@@ -213,9 +217,8 @@ export function parseAzureUrl(url: URL): { container: string; prefix: string } {
 
 function validateAzureKey(key: string, prefix: string): void {
   validateKeyCommon(key, { maxKeyBytes: CAPABILITIES.maxKeyBytes, prefix });
-  if (XML_UNSAFE.test(key)) throw keyInvalidError(key, 'Azure listings (XML) cannot return control characters other than tab and newline');
-  // The SDK builds request URLs with WHATWG URL parsing, which reads "\" as "/" in http(s) paths.
-  if (key.includes('\\')) throw keyInvalidError(key, 'Azure blob names cannot keep a backslash (requests turn it into "/")');
+  // "\\", segment-final "." and most C0 controls are stored encoded (azure-names.ts); these two cannot be.
+  if (XML_NONCHARACTER.test(key)) throw keyInvalidError(key, 'Azure listings (XML) cannot return U+FFFE or U+FFFF');
   const segments = (prefix + key).split('/').length;
   if (segments > MAX_SEGMENTS) throw keyInvalidError(key, `the blob name has ${segments} path segments; Azure allows at most ${MAX_SEGMENTS}`);
 }
@@ -381,6 +384,8 @@ interface AzureBackendConfig {
   readonly endpointLabel: string;
   /** One request (at most one block or one small blob) may take this long; a server that hangs must not stall the run. */
   readonly timeoutMs: number;
+  /** Blobs per listing page (default and maximum 5000; tests use small pages to exercise the merge across pages). */
+  readonly listPageSize?: number;
 }
 
 export class AzureBackend implements Backend {
@@ -392,6 +397,9 @@ export class AzureBackend implements Backend {
   readonly prefix: string;
   /** Where requests go, for messages (no SAS, no key). */
   readonly endpointLabel: string;
+  /** `prefix` as stored: blob names are `blobPrefix + encodeBlobName(key)`. */
+  private readonly blobPrefix: string;
+  private readonly listPageSize: number;
   private readonly containerClient: ContainerClient;
   /** Caller metadata given to create(), kept for complete() by this instance (after a restart only holdfast-* metadata is restored). */
   private readonly uploadMetadata = new Map<string, Readonly<Record<string, string>>>();
@@ -402,6 +410,8 @@ export class AzureBackend implements Backend {
     this.timeoutMs = cfg.timeoutMs;
     this.container = cfg.container;
     this.prefix = cfg.prefix;
+    this.blobPrefix = encodeBlobName(cfg.prefix);
+    this.listPageSize = Math.max(1, Math.min(LIST_PAGE_SIZE, cfg.listPageSize ?? LIST_PAGE_SIZE));
     this.url = `azure://${cfg.container}/${cfg.prefix}`;
     this.endpointLabel = cfg.endpointLabel;
     this.containerClient = cfg.client.getContainerClient(cfg.container);
@@ -421,7 +431,13 @@ export class AzureBackend implements Backend {
 
   private blob(key: string): BlockBlobClient {
     this.validateKey(key);
-    return this.containerClient.getBlockBlobClient(this.prefix + key);
+    return this.containerClient.getBlockBlobClient(this.blobPrefix + encodeBlobName(key));
+  }
+
+  /** The key a listed blob is stored for; undefined for names no key is stored under (outside the prefix, or not canonical: see azure-names.ts). */
+  private keyOf(blobName: string): string | undefined {
+    if (!blobName.startsWith(this.blobPrefix)) return undefined;
+    return keyOfBlobName(blobName.slice(this.blobPrefix.length));
   }
 
   /** Every SDK failure leaves here as a HoldfastError with `transient` set by the one classifier. */
@@ -601,19 +617,39 @@ export class AzureBackend implements Backend {
     }
   }
 
+  /**
+   * Keys in byte order. A key whose blob name differs from it (azure-names.ts)
+   * sorts elsewhere in the service's listing: within one page the sort fixes
+   * that; when the listing has more pages, such keys are collected first by a
+   * names-only listing and merged in at their place (each read with a HEAD),
+   * so the order holds across pages at the cost of one more listing.
+   */
   async *list(prefix = '', opts: ListOptions = {}): AsyncIterable<ObjectInfo> {
     throwIfAborted(opts.signal);
-    const fullPrefix = this.prefix + prefix;
+    const namePrefix = this.blobPrefix + encodeBlobPrefix(prefix);
     const startAfter = opts.startAfter;
     // List Blobs has no "start after": keys up to startAfter are skipped here
     // (names only; their content is never read).
+    const wanted = (key: string | undefined): key is string => key !== undefined && key.startsWith(prefix) && (startAfter === undefined || compareKeys(key, startAfter) > 0);
     let last: string | undefined;
-    for await (const blobs of this.blobPages(fullPrefix, { includeMetadata: true }, opts.signal)) {
+    const inOrder = (item: ObjectInfo): ObjectInfo => {
+      if (last !== undefined && compareKeys(item.key, last) <= 0) {
+        // A merge-join over this listing would silently miss keys: refuse loudly.
+        throw new HoldfastError('HOLDFAST_E_DEST_REJECTED', {
+          detail: `${this.endpointLabel} listed "${printable(item.key)}" after "${printable(last)}": its listings are not in byte order`,
+        });
+      }
+      last = item.key;
+      return item;
+    };
+    let displaced: string[] | undefined;
+    let next = 0;
+    for await (const { blobs, more } of this.blobPages(namePrefix, { includeMetadata: true }, opts.signal)) {
+      if (more && displaced === undefined) displaced = await this.encodedKeys(namePrefix, wanted, opts.signal);
       const items: ObjectInfo[] = [];
       for (const b of blobs) {
-        if (!b.name.startsWith(fullPrefix)) continue;
-        const key = b.name.slice(this.prefix.length);
-        if (startAfter !== undefined && compareKeys(key, startAfter) <= 0) continue;
+        const key = this.keyOf(b.name);
+        if (!wanted(key) || (displaced !== undefined && isEncoded(key))) continue;
         items.push({
           key,
           size: b.properties.contentLength ?? 0,
@@ -624,30 +660,45 @@ export class AzureBackend implements Backend {
           versionId: b.versionId,
         });
       }
-      // Azure lists in byte order; Azurite in UTF-16 order (the two differ from
-      // U+E000 up). Sorting a page fixes a page; across pages a disagreement is refused.
+      // Azure lists in byte order of blob names; Azurite in UTF-16 order (the two
+      // differ from U+E000 up); decoded keys sort differently again. Sorting a page
+      // fixes a page; across pages a disagreement is refused.
       items.sort((a, b) => compareKeys(a.key, b.key));
       for (const item of items) {
-        if (last !== undefined && compareKeys(item.key, last) <= 0) {
-          // A merge-join over this listing would silently miss keys: refuse loudly.
-          throw new HoldfastError('HOLDFAST_E_DEST_REJECTED', {
-            detail: `${this.endpointLabel} listed "${printable(item.key)}" after "${printable(last)}": its listings are not in byte order`,
-          });
+        while (displaced !== undefined && next < displaced.length && compareKeys(displaced[next] ?? '', item.key) < 0) {
+          const info = await this.head(displaced[next++] ?? '', opts);
+          if (info !== undefined) yield inOrder(info);
         }
-        last = item.key;
-        yield item;
+        yield inOrder(item);
       }
       throwIfAborted(opts.signal);
     }
+    while (displaced !== undefined && next < displaced.length) {
+      // Gone since the names were listed: not listed, as if the listing had come later.
+      const info = await this.head(displaced[next++] ?? '', opts);
+      if (info !== undefined) yield inOrder(info);
+    }
   }
 
-  /** List Blobs under `fullPrefix` (a whole blob-name prefix), a page of blobs at a time; a failed page leaves through `fail`. */
+  /** The wanted keys under `namePrefix` whose blob names differ from them, in byte order (a names-only listing). */
+  private async encodedKeys(namePrefix: string, wanted: (key: string | undefined) => key is string, signal: AbortSignal | undefined): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const { blobs } of this.blobPages(namePrefix, {}, signal)) {
+      for (const b of blobs) {
+        const key = this.keyOf(b.name);
+        if (wanted(key) && isEncoded(key)) keys.push(key);
+      }
+    }
+    return keys.sort(compareKeys);
+  }
+
+  /** List Blobs under `namePrefix` (a whole blob-name prefix), a page of blobs at a time; a failed page leaves through `fail`. */
   private async *blobPages(
-    fullPrefix: string,
+    namePrefix: string,
     include: Pick<ContainerListBlobsOptions, 'includeMetadata' | 'includeUncommitedBlobs'>,
     signal: AbortSignal | undefined,
-  ): AsyncIterable<BlobItem[]> {
-    const pages = this.containerClient.listBlobsFlat({ prefix: fullPrefix === '' ? undefined : fullPrefix, ...include, abortSignal: signal }).byPage({ maxPageSize: 5000 });
+  ): AsyncIterable<{ readonly blobs: BlobItem[]; readonly more: boolean }> {
+    const pages = this.containerClient.listBlobsFlat({ prefix: namePrefix === '' ? undefined : namePrefix, ...include, abortSignal: signal }).byPage({ maxPageSize: this.listPageSize });
     for (;;) {
       let page;
       try {
@@ -656,7 +707,7 @@ export class AzureBackend implements Backend {
         throw this.fail(e, signal);
       }
       if (page.done === true) return;
-      yield page.value.segment.blobItems;
+      yield { blobs: page.value.segment.blobItems, more: (page.value.continuationToken ?? '') !== '' };
     }
   }
 
@@ -840,11 +891,15 @@ export class AzureBackend implements Backend {
    */
   private async *mpListUploads(prefix = '', opts: OpOptions = {}): AsyncIterable<MultipartUploadInfo> {
     throwIfAborted(opts.signal);
-    const fullPrefix = this.prefix + prefix;
-    for await (const blobs of this.blobPages(fullPrefix, { includeUncommitedBlobs: true }, opts.signal)) {
-      const candidates = blobs.filter((b) => b.name.startsWith(fullPrefix) && (b.properties.contentLength ?? 0) === 0);
-      candidates.sort((a, b) => compareKeys(a.name, b.name));
-      for (const b of candidates) {
+    const namePrefix = this.blobPrefix + encodeBlobPrefix(prefix);
+    for await (const { blobs } of this.blobPages(namePrefix, { includeUncommitedBlobs: true }, opts.signal)) {
+      const candidates: { key: string; b: BlobItem }[] = [];
+      for (const b of blobs) {
+        const key = this.keyOf(b.name);
+        if (key !== undefined && key.startsWith(prefix) && (b.properties.contentLength ?? 0) === 0) candidates.push({ key, b });
+      }
+      candidates.sort((x, y) => compareKeys(x.key, y.key));
+      for (const { key, b } of candidates) {
         let list;
         try {
           list = await withDeadline(opts.signal, this.timeoutMs, 'reading a block list', (s) => this.containerClient.getBlockBlobClient(b.name).getBlockList('uncommitted', { abortSignal: s }));
@@ -858,7 +913,7 @@ export class AzureBackend implements Backend {
           if (parsed === undefined) continue;
           const uploadId = formatUploadId(parsed.upload);
           if (!uploads.has(uploadId)) {
-            uploads.set(uploadId, { key: b.name.slice(this.prefix.length), uploadId, initiatedMs: (b.properties.createdOn ?? b.properties.lastModified)?.getTime() });
+            uploads.set(uploadId, { key, uploadId, initiatedMs: (b.properties.createdOn ?? b.properties.lastModified)?.getTime() });
           }
         }
         yield* [...uploads.values()].sort((x, y) => (x.uploadId < y.uploadId ? -1 : 1));
