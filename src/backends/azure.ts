@@ -429,9 +429,14 @@ export class AzureBackend implements Backend {
     validateAzureKey(key, this.prefix);
   }
 
-  private blob(key: string): BlockBlobClient {
+  /** The blob name key K is stored under: the prefix and the key, encoded (azure-names.ts). */
+  private blobName(key: string): string {
     this.validateKey(key);
-    return this.containerClient.getBlockBlobClient(this.blobPrefix + encodeBlobName(key));
+    return this.blobPrefix + encodeBlobName(key);
+  }
+
+  private blob(key: string): BlockBlobClient {
+    return this.containerClient.getBlockBlobClient(this.blobName(key));
   }
 
   /** The key a listed blob is stored for; undefined for names no key is stored under (outside the prefix, or not canonical: see azure-names.ts). */
@@ -727,10 +732,14 @@ export class AzureBackend implements Backend {
 
   /**
    * Parts of `ref` among the blob's uncommitted blocks, whether its marker is
-   * there, and how many blocks are not Holdfast's at all; undefined if the blob
-   * has no uncommitted blocks.
+   * there, the other Holdfast uploads that have blocks there, and how many
+   * blocks are not Holdfast's at all; undefined if the blob has no uncommitted blocks.
    */
-  private async stagedParts(blob: BlockBlobClient, ref: UploadRef, signal: AbortSignal | undefined): Promise<{ parts: UploadedPart[]; marker: boolean; foreign: number } | undefined> {
+  private async stagedParts(
+    blob: BlockBlobClient,
+    ref: UploadRef,
+    signal: AbortSignal | undefined,
+  ): Promise<{ parts: UploadedPart[]; marker: boolean; others: string[]; foreign: number } | undefined> {
     let list;
     try {
       list = await withDeadline(signal, this.timeoutMs, 'reading the block list', (s) => blob.getBlockList('uncommitted', { abortSignal: s }));
@@ -739,16 +748,23 @@ export class AzureBackend implements Backend {
       throw this.fail(e, signal);
     }
     const parts: UploadedPart[] = [];
+    const others = new Set<string>();
     let marker = false;
     let foreign = 0;
     for (const b of list.uncommittedBlocks ?? []) {
       const parsed = parseBlockId(b.name);
-      if (parsed === undefined) foreign++;
-      if (parsed === undefined || parsed.upload.token !== ref.token || parsed.upload.sha256 !== ref.sha256 || parsed.upload.mtimeMs !== ref.mtimeMs) continue;
+      if (parsed === undefined) {
+        foreign++;
+        continue;
+      }
+      if (parsed.upload.token !== ref.token || parsed.upload.sha256 !== ref.sha256 || parsed.upload.mtimeMs !== ref.mtimeMs) {
+        others.add(formatUploadId(parsed.upload));
+        continue;
+      }
       if (parsed.partNumber === MARKER_PART) marker = true;
       else parts.push({ partNumber: parsed.partNumber, size: b.size, etag: partEtag(ref.token, parsed.partNumber, b.size) });
     }
-    return { parts: parts.sort((a, b) => a.partNumber - b.partNumber), marker, foreign };
+    return { parts: parts.sort((a, b) => a.partNumber - b.partNumber), marker, others: [...others].sort(), foreign };
   }
 
   private async mpCreate(
@@ -837,39 +853,66 @@ export class AzureBackend implements Backend {
 
   /**
    * Azure cannot delete chosen uncommitted blocks: only deleting the blob or
-   * committing it discards them (and Azure itself does after a week). So:
-   * - no staged blocks of this upload (never staged, aborted, or committed): nothing to do;
-   * - the blob has no committed content and only Holdfast blocks: the blob is
-   *   deleted, which discards this upload (and any other unfinished Holdfast
-   *   upload of the same key, which the ledger's lease makes a stale one);
-   * - otherwise (committed content, or blocks another tool staged): deleting
-   *   would destroy data that is not this upload's, so HOLDFAST_E_NOT_SUPPORTED;
-   *   the blocks go at the next commit of the blob or after a week.
+   * committing it discards them (and Azure itself does after a week). So the
+   * blob is deleted only when all of these hold, and otherwise
+   * HOLDFAST_E_DELETE_REFUSED says which does not (the blocks then go at the
+   * next commit of that blob, or after 7 days):
+   * - the blob has no committed content;
+   * - its uncommitted blocks are this upload's alone: none of another Holdfast
+   *   upload (which may be live: another run, another host, another ledger) and
+   *   none another tool staged;
+   * - nothing was committed to it since it was listed: the delete is
+   *   conditional on the Last-Modified the listing showed (If-Unmodified-Since),
+   *   so a commit between these checks and the delete makes it fail with 412.
+   *   (Not If-Match on the listed etag: Azurite answers 412 to that for every
+   *   blob that has only uncommitted blocks, whatever the etag.)
+   * Nothing staged for this upload (never staged, aborted, or committed): nothing to do.
    */
   private async mpAbort(key: string, uploadId: string, opts: OpOptions = {}): Promise<void> {
     throwIfAborted(opts.signal);
-    const blob = this.blob(key);
+    const name = this.blobName(key);
+    const blob = this.containerClient.getBlockBlobClient(name);
     const ref = this.uploadRef(key, uploadId);
-    const staged = await this.stagedParts(blob, ref, opts.signal);
-    if (staged === undefined || (!staged.marker && staged.parts.length === 0)) return;
-    const committed = await this.head(key, opts);
-    if (committed !== undefined || staged.foreign > 0) {
-      this.uploadMetadata.delete(uploadId);
-      throw new HoldfastError('HOLDFAST_E_NOT_SUPPORTED', {
-        detail:
-          `Azure cannot discard the staged blocks of upload ${uploadId} without deleting "${printable(key)}", which ` +
-          (committed !== undefined ? 'has committed content' : 'also holds blocks staged by another tool') +
-          '; Azure discards them at the next commit of that blob or after 7 days',
-      });
-    }
     try {
-      await withDeadline(opts.signal, this.timeoutMs, 'deleting a blob', (s) => blob.delete({ abortSignal: s }));
-    } catch (e) {
-      if (azureStatus(e) === 404 && !aborted(opts.signal)) return;
-      throw this.fail(e, opts.signal);
+      // First the listing: a commit after it changes the Last-Modified the delete is conditional on.
+      const listed = await this.listedBlob(name, opts.signal);
+      if (listed === undefined) return;
+      const staged = await this.stagedParts(blob, ref, opts.signal);
+      if (staged === undefined || (!staged.marker && staged.parts.length === 0)) return;
+      const refuse = (why: string): HoldfastError =>
+        new HoldfastError('HOLDFAST_E_DELETE_REFUSED', {
+          detail: `upload ${uploadId} of "${printable(key)}" was not aborted: the blob ${why}; Azure cannot discard one upload's staged blocks alone (they go at the next commit of that blob, or after 7 days)`,
+        });
+      if (staged.others.length > 0) throw refuse(`also holds the staged blocks of upload${staged.others.length > 1 ? 's' : ''} ${staged.others.join(', ')}, which may still be in progress`);
+      if (staged.foreign > 0) throw refuse('also holds blocks staged by another tool');
+      if ((await this.head(key, opts)) !== undefined) throw refuse('has committed content');
+      const since = listed.properties.lastModified;
+      if (since === undefined) throw refuse('was listed without a Last-Modified time, so it cannot be deleted on condition');
+      try {
+        await withDeadline(opts.signal, this.timeoutMs, 'deleting a blob', (s) => blob.delete({ abortSignal: s, conditions: { ifUnmodifiedSince: since } }));
+      } catch (e) {
+        if (azureStatus(e) === 404 && !aborted(opts.signal)) return;
+        if (azureStatus(e) === 412 && !aborted(opts.signal)) throw refuse('was written to since it was listed');
+        throw this.fail(e, opts.signal);
+      }
     } finally {
       this.uploadMetadata.delete(uploadId);
     }
+  }
+
+  /** The listing entry of exactly this blob name, uncommitted blobs included; undefined if there is none. */
+  private async listedBlob(name: string, signal: AbortSignal | undefined): Promise<BlobItem | undefined> {
+    // The name itself sorts first among the names it is a prefix of: one entry is enough.
+    let page;
+    try {
+      page = await withDeadline(signal, this.timeoutMs, 'listing a blob', (s) =>
+        this.containerClient.listBlobsFlat({ prefix: name, includeUncommitedBlobs: true, abortSignal: s }).byPage({ maxPageSize: 1 }).next(),
+      );
+    } catch (e) {
+      throw this.fail(e, signal);
+    }
+    if (page.done === true) return undefined;
+    return page.value.segment.blobItems.find((b) => b.name === name);
   }
 
   private async mpListParts(key: string, uploadId: string, opts: OpOptions = {}): Promise<UploadedPart[] | undefined> {

@@ -420,8 +420,10 @@ describe('azure:// specifics', () => {
         (await mp.listParts('f', other))?.map((p) => p.partNumber),
         [1],
       );
-      await mp.abort('f', uploadId);
-      assert.equal(await mp.listParts('f', other), undefined, 'abort discards every unfinished upload of the blob');
+      // Azure can only discard all of a blob's staged blocks: an upload sharing the blob with another is left alone.
+      assert.equal((await caught(mp.abort('f', uploadId))).code, 'HOLDFAST_E_DELETE_REFUSED');
+      assert.deepEqual((await mp.listParts('f', other))?.map((p) => p.partNumber), [1], 'abort left the other upload’s blocks');
+      assert.equal((await mp.listParts('f', uploadId))?.length, 5);
     });
 
     it('an upload interrupted after some parts is resumed and completed by a new backend instance', async () => {
@@ -465,14 +467,14 @@ describe('azure:// specifics', () => {
       assert.deepEqual(left, []);
     });
 
-    it('abort keeps committed content: HOLDFAST_E_NOT_SUPPORTED when the blob already has content', async () => {
+    it('abort keeps committed content: HOLDFAST_E_DELETE_REFUSED when the blob already has content', async () => {
       const b = await open(`azure://${CONTAINER}/abort-committed`);
       const mp = b.multipart!;
       const old = Buffer.from('committed content');
       await b.put('k', bufferBody(old), { size: old.length, sha256: sha256(old) });
       const uploadId = await mp.create('k', { sha256: '0'.repeat(64), size: 10 });
       await mp.uploadPart('k', uploadId, 1, Buffer.from('0123456789'));
-      assert.equal((await caught(mp.abort('k', uploadId))).code, 'HOLDFAST_E_NOT_SUPPORTED');
+      assert.equal((await caught(mp.abort('k', uploadId))).code, 'HOLDFAST_E_DELETE_REFUSED');
       assert.ok(Buffer.compare(await readAll(await b.get('k')), old) === 0, 'the committed content is intact');
       assert.equal((await b.head('k'))?.sha256, sha256(old));
     });
