@@ -30,7 +30,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
-import type { BlobItem, BlockBlobClient, ContainerClient, ContainerListBlobsOptions, StoragePipelineOptions } from '@azure/storage-blob';
+import type { BlobItem, BlockBlobClient, BlockBlobUploadOptions, ContainerClient, ContainerListBlobsOptions, StoragePipelineOptions } from '@azure/storage-blob';
 import { cancelledError, classifyError, HoldfastError, isHoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
@@ -67,9 +67,8 @@ const CONTENT_TYPE = 'application/octet-stream';
 export const CAPABILITIES: Capabilities = {
   multipart: true,
   metadata: true,
-  // Blocks carry a Content-MD5 the server checks; a single put streams its body
-  // and cannot, so the capability as a whole is not claimed.
-  serverChecksum: false,
+  // Every Put Blob and Put Block carries a Content-MD5 the server checks.
+  serverChecksum: true,
   versioning: false,
   // Azure allows 1,024 characters; counting UTF-8 bytes instead is never more permissive.
   maxKeyBytes: 1024,
@@ -349,6 +348,12 @@ function azureStatus(e: unknown): number | undefined {
 
 const CHECKSUM_CODES = new Set(['Md5Mismatch', 'Crc64Mismatch', 'InvalidMd5']);
 
+/** Azurite answers a wrong Content-MD5 with 400 InvalidOperation "Provided contentMD5 doesn't match." rather than Md5Mismatch. */
+function isAzuriteMd5Mismatch(e: unknown): boolean {
+  const message = (e as RestErrorLike).message;
+  return azureCode(e) === 'InvalidOperation' && typeof message === 'string' && /contentMD5 doesn't match/i.test(message);
+}
+
 /**
  * A copy of an SDK error with what classification needs (name, code, status,
  * the service's first message line) and nothing else: the SDK's RestError
@@ -365,6 +370,51 @@ function sanitized(e: unknown): Error {
   out.name = typeof err.name === 'string' ? err.name : 'Error';
   const netCode = typeof err.code === 'string' ? err.code : undefined;
   return Object.assign(out, { code: code ?? netCode, ...(status !== undefined ? { statusCode: status } : {}) });
+}
+
+// ---- bodies ----------------------------------------------------------------
+
+/**
+ * The MD5 of a put body, read once through to its end. A body that fails
+ * (unreadable, or a verifying stream finding the source changed) or that is
+ * not `size` bytes fails here as it would in the upload itself.
+ */
+async function md5OfBody(key: string, body: BodySource, size: number, signal: AbortSignal | undefined): Promise<Buffer> {
+  throwIfAborted(signal);
+  const hash = createHash('md5');
+  const stream = body.open();
+  // A body that stalls must not outlive the caller's signal (or the deadline).
+  const onAbort = (): void => {
+    stream.destroy(cancelledError(signal));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let received = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      throwIfAborted(signal);
+      received += chunk.length;
+      if (received > size) break;
+      hash.update(chunk);
+    }
+  } catch (e) {
+    if (aborted(signal)) throw cancelledError(signal);
+    throw classifyError(e, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    stream.destroy();
+  }
+  if (received !== size) throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key, detail: `expected ${size} bytes, the body had ${received > size ? 'more' : received}` });
+  return hash.digest();
+}
+
+/**
+ * Put Blob options sending `md5` as Content-MD5. The SDK forwards
+ * `transactionalContentMD5` from upload options in its "Customized" checksum
+ * mode (the default), but its BlockBlobUploadOptions type does not declare it.
+ */
+function contentMd5(md5: Buffer): BlockBlobUploadOptions {
+  const options: BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = { contentChecksumAlgorithm: 'Customized', transactionalContentMD5: md5 };
+  return options;
 }
 
 // ---- signals ---------------------------------------------------------------
@@ -451,7 +501,7 @@ export class AzureBackend implements Backend {
     if (e instanceof HoldfastError) return e;
     const clean = sanitized(e);
     const code = azureCode(e);
-    if (code !== undefined && CHECKSUM_CODES.has(code)) {
+    if ((code !== undefined && CHECKSUM_CODES.has(code)) || isAzuriteMd5Mismatch(e)) {
       return new HoldfastError('HOLDFAST_E_CHECKSUM', { key: printable(key ?? ''), detail: clean.message }, { cause: clean });
     }
     if (code === 'ContainerNotFound') {
@@ -536,6 +586,10 @@ export class AzureBackend implements Backend {
       // Said before sending a byte; the engine should have chosen staged blocks.
       throw new HoldfastError('HOLDFAST_E_TOO_LARGE', { key: printable(key), size: opts.size, max: MAX_SINGLE_PUT });
     }
+    // Put Blob verifies a Content-MD5 sent before the body, so the body is read
+    // once for it first (from memory for the small files the engine buffers; a
+    // second read of the file otherwise: see docs/benchmarks.md for the cost).
+    const md5 = await withDeadline(opts.signal, this.timeoutMs, 'reading the body for its MD5', (s) => md5OfBody(key, body, opts.size, s));
     // The SDK streams the body with pipe(): guardBody aborts the request when
     // the body fails, and holds back its last chunk until it ended cleanly.
     const guarded = guardBody(key, body, opts);
@@ -543,6 +597,8 @@ export class AzureBackend implements Backend {
       const out = await withDeadline(guarded.signal, this.timeoutMs, 'uploading a blob', (s) =>
         blob.upload(() => guarded.stream, opts.size, {
           abortSignal: s,
+          // The server refuses a body that does not hash to it, so a body corrupted on its way is never stored.
+          ...contentMd5(md5),
           metadata: objectMetadata(opts),
           blobHTTPHeaders: { blobContentType: CONTENT_TYPE },
         }),
@@ -796,7 +852,7 @@ export class AzureBackend implements Backend {
     uploadId: string,
     partNumber: number,
     body: Buffer,
-    opts: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void } = {},
+    opts: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void; sha256?: string } = {},
   ): Promise<UploadedPart> {
     throwIfAborted(opts.signal);
     const blob = this.blob(key);
@@ -821,7 +877,7 @@ export class AzureBackend implements Backend {
     } catch (e) {
       throw this.fail(e, opts.signal, 'HOLDFAST_E_DEST_SERVER', key);
     }
-    return { partNumber, size: body.length, etag: partEtag(ref.token, partNumber, body.length), checksum: md5.toString('base64') };
+    return { partNumber, size: body.length, etag: partEtag(ref.token, partNumber, body.length), checksum: md5.toString('base64'), ...(opts.sha256 !== undefined ? { sha256: opts.sha256 } : {}) };
   }
 
   private async mpComplete(key: string, uploadId: string, parts: readonly UploadedPart[], opts: OpOptions = {}): Promise<PutResult> {

@@ -3,8 +3,11 @@
 // match; bodies streamed both ways; keep-alive on both sides), counts requests
 // and request-body bytes per S3 operation, and injects faults at seeded rates:
 // HTTP 500/503, S3 SlowDown, connection resets part-way through the request
-// body, lost responses and stalls. Not a mock: every request that is not
-// failed on purpose is served by the real server.
+// body, lost responses, stalls, a flipped byte in a forwarded body (`corrupt`),
+// and a hook that holds a request until the test has acted (`gate`). Not a
+// mock: every request that is not failed on purpose is served by the real
+// server. It can also hash request bodies (`hashBodies`) or keep small ones
+// (`keepBody`), and records each request's headers.
 //
 //   const s3 = await startS3Server();
 //   const proxy = await startProxy({ target: s3.endpoint, seed: 42 });
@@ -114,11 +117,22 @@ export const FAULT_CORRUPT: Fault = { kind: 'corrupt' };
 export const gate = (before: (rec: RequestRecord) => Promise<void>): Fault => ({ kind: 'gate', before });
 export const statusFault = (status: number, code: string, message = code): Fault => ({ kind: 'status', status, code, message });
 
+/** What a fault rule can tell a request by, before its body arrives. */
+export interface RequestInfo {
+  readonly op: S3Op;
+  readonly bucket: string;
+  readonly key: string;
+  readonly method: string;
+  readonly url: string;
+  /** The declared Content-Length (0 when absent). */
+  readonly contentLength: number;
+}
+
 export interface FaultRule {
   /** Only these operations (default: all). */
   readonly ops?: readonly S3Op[];
   /** Only requests this accepts (e.g. one key; `url` tells apart what the S3 names do not, such as Azure's comp=block). */
-  readonly match?: (req: { readonly op: S3Op; readonly bucket: string; readonly key: string; readonly method: string; readonly url: string }) => boolean;
+  readonly match?: (req: RequestInfo) => boolean;
   /** Probability that a matching request gets a fault (1 = every one). */
   readonly rate: number;
   /** One is picked per faulted request, uniformly unless weights are given. */
@@ -143,6 +157,8 @@ export interface RequestRecord {
   readonly headers: Readonly<Record<string, string>>;
   /** With `hashBodies`: SHA-256 (hex) of the request body as the client sent it, once it has been read whole. */
   bodySha256: string | undefined;
+  /** With `keepBody` accepting the request: the request body as the client sent it, once it has been read whole. */
+  body: Buffer | undefined;
   /** Request-body bytes read from the client (for a reset: only what arrived before it). */
   bodyBytes: number;
   /** The injected fault, if any (a stall is a fault that still lets the request through). */
@@ -230,7 +246,15 @@ function xmlError(code: string, message: string, resource: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message><Resource>${esc(resource)}</Resource><RequestId>holdfast-proxy</RequestId></Error>`;
 }
 
-export async function startProxy(options: { target: string; seed?: number; faults?: readonly FaultRule[]; hashBodies?: boolean }): Promise<S3Proxy> {
+export async function startProxy(options: {
+  target: string;
+  seed?: number;
+  faults?: readonly FaultRule[];
+  /** Hash every request body (RequestRecord.bodySha256). */
+  hashBodies?: boolean;
+  /** Keep the bodies of the requests this accepts (RequestRecord.body): small ones, such as CompleteMultipartUpload's XML. */
+  keepBody?: (req: RequestInfo) => boolean;
+}): Promise<S3Proxy> {
   const target = new URL(options.target);
   // Keep-alive upstream too, as a client-side connection pool would.
   const agent = new Agent({ keepAlive: true, maxSockets: 128 });
@@ -250,7 +274,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
     return c;
   };
 
-  const pickFault = (info: { op: S3Op; bucket: string; key: string; method: string; url: string }): Fault | undefined => {
+  const pickFault = (info: RequestInfo): Fault | undefined => {
     for (const rule of rules) {
       if (rule.ops !== undefined && !rule.ops.includes(info.op)) continue;
       if (rule.match !== undefined && !rule.match(info)) continue;
@@ -286,6 +310,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
       contentLength,
       headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : (v ?? '')])),
       bodySha256: undefined,
+      body: undefined,
       bodyBytes: 0,
       fault: undefined,
       status: undefined,
@@ -298,7 +323,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
     records.push(rec);
     open.add(rec);
     c.requests++;
-    const fault = pickFault({ ...info, method, url });
+    const fault = pickFault({ ...info, method, url, contentLength });
     if (fault !== undefined) {
       rec.fault = fault.kind;
       c.faults++;
@@ -306,14 +331,20 @@ export async function startProxy(options: { target: string; seed?: number; fault
     // Bytes are counted as they are read from the client, whatever happens next. Only
     // once the body is consumed: a 'data' listener sets the stream flowing, and bytes
     // flowing during a stall, before the forwarding starts, would be lost.
+    const keep = options.keepBody?.({ ...info, method, url, contentLength }) === true;
     const consume = (): void => {
       const hash = options.hashBodies === true ? createHash('sha256') : undefined;
+      const kept: Buffer[] = [];
       req.on('data', (chunk: Buffer) => {
         rec.bodyBytes += chunk.length;
         hash?.update(chunk);
+        if (keep) kept.push(chunk);
         if (generation === records) c.bodyBytes += chunk.length;
       });
-      if (hash !== undefined) req.on('end', () => (rec.bodySha256 = hash.digest('hex')));
+      req.on('end', () => {
+        if (hash !== undefined) rec.bodySha256 = hash.digest('hex');
+        if (keep) rec.body = Buffer.concat(kept);
+      });
     };
 
     let ended = false;
