@@ -1,6 +1,8 @@
 // The azure:// destination: Azure Blob Storage block blobs (and Azurite, the
 // official emulator) on @azure/storage-blob. `azure://container/prefix` puts
-// key K at blob `prefix/K` in `container`.
+// key K at blob `prefix/K` in `container`, with the characters Azure cannot
+// keep in a blob name ("\\", a segment-final ".", C0 controls) replaced by a
+// reversible encoding (azure-names.ts); listings decode them.
 //
 // Credentials follow the Azure conventions (a connection string, or an account
 // name with a key or a SAS token; see `resolveAccess`). They are never put in
@@ -28,7 +30,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AnonymousCredential, BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
-import type { BlobItem, BlockBlobClient, ContainerClient, ContainerListBlobsOptions, StoragePipelineOptions } from '@azure/storage-blob';
+import type { BlobItem, BlockBlobClient, BlockBlobUploadOptions, ContainerClient, ContainerListBlobsOptions, StoragePipelineOptions } from '@azure/storage-blob';
 import { cancelledError, classifyError, HoldfastError, isHoldfastError, throwIfAborted } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, MTIME_METADATA_KEY, parseMtime, SHA256_METADATA_KEY } from './backend.js';
@@ -51,6 +53,7 @@ import type {
 } from './backend.js';
 import { guardBody } from './body.js';
 import { withDeadline } from './deadline.js';
+import { encodeBlobName, encodeBlobPrefix, isEncoded, keyOfBlobName } from './azure-names.js';
 import { compareKeys, keyInvalidError, prefixFromUrl, printable, validateKeyCommon } from './keys.js';
 
 const MiB = 1024 * 1024;
@@ -65,9 +68,8 @@ const CONTENT_TYPE = 'application/octet-stream';
 export const CAPABILITIES: Capabilities = {
   multipart: true,
   metadata: true,
-  // Blocks carry a Content-MD5 the server checks; a single put streams its body
-  // and cannot, so the capability as a whole is not claimed.
-  serverChecksum: false,
+  // Every Put Blob and Put Block carries a Content-MD5 the server checks.
+  serverChecksum: true,
   versioning: false,
   // Azure allows 1,024 characters; counting UTF-8 bytes instead is never more permissive.
   maxKeyBytes: 1024,
@@ -79,10 +81,11 @@ export const CAPABILITIES: Capabilities = {
   sequentialParts: false,
 };
 
-// Listings are XML 1.0, which cannot carry most C0 controls, and whose parsers
-// turn "\r" into "\n" (Azurite answers a listing holding one with a 500).
-// eslint-disable-next-line no-control-regex
-const XML_UNSAFE = /[\u0001-\u0008\u000b-\u001f\ufffe\uffff]/;
+// Listings are XML 1.0, which cannot carry U+FFFE / U+FFFF at all (the C0
+// controls it cannot carry are stored encoded: see azure-names.ts).
+const XML_NONCHARACTER = /[\ufffe\uffff]/;
+/** Blobs per List Blobs page (the service's maximum). */
+const LIST_PAGE_SIZE = 5000;
 
 // ---- metadata names ------------------------------------------------------
 
@@ -214,9 +217,8 @@ export function parseAzureUrl(url: URL): { container: string; prefix: string } {
 
 function validateAzureKey(key: string, prefix: string): void {
   validateKeyCommon(key, { maxKeyBytes: CAPABILITIES.maxKeyBytes, prefix });
-  if (XML_UNSAFE.test(key)) throw keyInvalidError(key, 'Azure listings (XML) cannot return control characters other than tab and newline');
-  // The SDK builds request URLs with WHATWG URL parsing, which reads "\" as "/" in http(s) paths.
-  if (key.includes('\\')) throw keyInvalidError(key, 'Azure blob names cannot keep a backslash (requests turn it into "/")');
+  // "\\", segment-final "." and most C0 controls are stored encoded (azure-names.ts); these two cannot be.
+  if (XML_NONCHARACTER.test(key)) throw keyInvalidError(key, 'Azure listings (XML) cannot return U+FFFE or U+FFFF');
   const segments = (prefix + key).split('/').length;
   if (segments > MAX_SEGMENTS) throw keyInvalidError(key, `the blob name has ${segments} path segments; Azure allows at most ${MAX_SEGMENTS}`);
 }
@@ -347,6 +349,12 @@ function azureStatus(e: unknown): number | undefined {
 
 const CHECKSUM_CODES = new Set(['Md5Mismatch', 'Crc64Mismatch', 'InvalidMd5']);
 
+/** Azurite answers a wrong Content-MD5 with 400 InvalidOperation "Provided contentMD5 doesn't match." rather than Md5Mismatch. */
+function isAzuriteMd5Mismatch(e: unknown): boolean {
+  const message = (e as RestErrorLike).message;
+  return azureCode(e) === 'InvalidOperation' && typeof message === 'string' && /contentMD5 doesn't match/i.test(message);
+}
+
 /**
  * A copy of an SDK error with what classification needs (name, code, status,
  * the service's first message line) and nothing else: the SDK's RestError
@@ -363,6 +371,51 @@ function sanitized(e: unknown): Error {
   out.name = typeof err.name === 'string' ? err.name : 'Error';
   const netCode = typeof err.code === 'string' ? err.code : undefined;
   return Object.assign(out, { code: code ?? netCode, ...(status !== undefined ? { statusCode: status } : {}) });
+}
+
+// ---- bodies ----------------------------------------------------------------
+
+/**
+ * The MD5 of a put body, read once through to its end. A body that fails
+ * (unreadable, or a verifying stream finding the source changed) or that is
+ * not `size` bytes fails here as it would in the upload itself.
+ */
+async function md5OfBody(key: string, body: BodySource, size: number, signal: AbortSignal | undefined): Promise<Buffer> {
+  throwIfAborted(signal);
+  const hash = createHash('md5');
+  const stream = body.open();
+  // A body that stalls must not outlive the caller's signal (or the deadline).
+  const onAbort = (): void => {
+    stream.destroy(cancelledError(signal));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let received = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      throwIfAborted(signal);
+      received += chunk.length;
+      if (received > size) break;
+      hash.update(chunk);
+    }
+  } catch (e) {
+    if (aborted(signal)) throw cancelledError(signal);
+    throw classifyError(e, 'HOLDFAST_E_SOURCE_UNREADABLE', { path: key });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    stream.destroy();
+  }
+  if (received !== size) throw new HoldfastError('HOLDFAST_E_SOURCE_CHANGED', { path: key, detail: `expected ${size} bytes, the body had ${received > size ? 'more' : received}` });
+  return hash.digest();
+}
+
+/**
+ * Put Blob options sending `md5` as Content-MD5. The SDK forwards
+ * `transactionalContentMD5` from upload options in its "Customized" checksum
+ * mode (the default), but its BlockBlobUploadOptions type does not declare it.
+ */
+function contentMd5(md5: Buffer): BlockBlobUploadOptions {
+  const options: BlockBlobUploadOptions & { transactionalContentMD5: Uint8Array } = { contentChecksumAlgorithm: 'Customized', transactionalContentMD5: md5 };
+  return options;
 }
 
 // ---- signals ---------------------------------------------------------------
@@ -382,6 +435,8 @@ interface AzureBackendConfig {
   readonly endpointLabel: string;
   /** One request (at most one block or one small blob) may take this long; a server that hangs must not stall the run. */
   readonly timeoutMs: number;
+  /** Blobs per listing page (default and maximum 5000; tests use small pages to exercise the merge across pages). */
+  readonly listPageSize?: number;
 }
 
 export class AzureBackend implements Backend {
@@ -394,6 +449,9 @@ export class AzureBackend implements Backend {
   readonly prefix: string;
   /** Where requests go, for messages (no SAS, no key). */
   readonly endpointLabel: string;
+  /** `prefix` as stored: blob names are `blobPrefix + encodeBlobName(key)`. */
+  private readonly blobPrefix: string;
+  private readonly listPageSize: number;
   private readonly containerClient: ContainerClient;
   /** Caller metadata given to create(), kept for complete() by this instance (after a restart only holdfast-* metadata is restored). */
   private readonly uploadMetadata = new Map<string, Readonly<Record<string, string>>>();
@@ -404,6 +462,8 @@ export class AzureBackend implements Backend {
     this.timeoutMs = cfg.timeoutMs;
     this.container = cfg.container;
     this.prefix = cfg.prefix;
+    this.blobPrefix = encodeBlobName(cfg.prefix);
+    this.listPageSize = Math.max(1, Math.min(LIST_PAGE_SIZE, cfg.listPageSize ?? LIST_PAGE_SIZE));
     this.url = `azure://${cfg.container}/${cfg.prefix}`;
     // The account (its endpoint) is part of the identity: one container name in two accounts is two destinations.
     this.location = { namespace: `azure+${endpointPart(cfg.endpointLabel)}/${cfg.container}/`, prefix: cfg.prefix };
@@ -423,9 +483,20 @@ export class AzureBackend implements Backend {
     validateAzureKey(key, this.prefix);
   }
 
-  private blob(key: string): BlockBlobClient {
+  /** The blob name key K is stored under: the prefix and the key, encoded (azure-names.ts). */
+  private blobName(key: string): string {
     this.validateKey(key);
-    return this.containerClient.getBlockBlobClient(this.prefix + key);
+    return this.blobPrefix + encodeBlobName(key);
+  }
+
+  private blob(key: string): BlockBlobClient {
+    return this.containerClient.getBlockBlobClient(this.blobName(key));
+  }
+
+  /** The key a listed blob is stored for; undefined for names no key is stored under (outside the prefix, or not canonical: see azure-names.ts). */
+  private keyOf(blobName: string): string | undefined {
+    if (!blobName.startsWith(this.blobPrefix)) return undefined;
+    return keyOfBlobName(blobName.slice(this.blobPrefix.length));
   }
 
   /** Every SDK failure leaves here as a HoldfastError with `transient` set by the one classifier. */
@@ -434,7 +505,7 @@ export class AzureBackend implements Backend {
     if (e instanceof HoldfastError) return e;
     const clean = sanitized(e);
     const code = azureCode(e);
-    if (code !== undefined && CHECKSUM_CODES.has(code)) {
+    if ((code !== undefined && CHECKSUM_CODES.has(code)) || isAzuriteMd5Mismatch(e)) {
       return new HoldfastError('HOLDFAST_E_CHECKSUM', { key: printable(key ?? ''), detail: clean.message }, { cause: clean });
     }
     if (code === 'ContainerNotFound') {
@@ -519,6 +590,10 @@ export class AzureBackend implements Backend {
       // Said before sending a byte; the engine should have chosen staged blocks.
       throw new HoldfastError('HOLDFAST_E_TOO_LARGE', { key: printable(key), size: opts.size, max: MAX_SINGLE_PUT });
     }
+    // Put Blob verifies a Content-MD5 sent before the body, so the body is read
+    // once for it first (from memory for the small files the engine buffers; a
+    // second read of the file otherwise: see docs/benchmarks.md for the cost).
+    const md5 = await withDeadline(opts.signal, this.timeoutMs, 'reading the body for its MD5', (s) => md5OfBody(key, body, opts.size, s));
     // The SDK streams the body with pipe(): guardBody aborts the request when
     // the body fails, and holds back its last chunk until it ended cleanly.
     const guarded = guardBody(key, body, opts);
@@ -526,6 +601,8 @@ export class AzureBackend implements Backend {
       const out = await withDeadline(guarded.signal, this.timeoutMs, 'uploading a blob', (s) =>
         blob.upload(() => guarded.stream, opts.size, {
           abortSignal: s,
+          // The server refuses a body that does not hash to it, so a body corrupted on its way is never stored.
+          ...contentMd5(md5),
           metadata: objectMetadata(opts),
           blobHTTPHeaders: { blobContentType: CONTENT_TYPE },
         }),
@@ -605,19 +682,39 @@ export class AzureBackend implements Backend {
     }
   }
 
+  /**
+   * Keys in byte order. A key whose blob name differs from it (azure-names.ts)
+   * sorts elsewhere in the service's listing: within one page the sort fixes
+   * that; when the listing has more pages, such keys are collected first by a
+   * names-only listing and merged in at their place (each read with a HEAD),
+   * so the order holds across pages at the cost of one more listing.
+   */
   async *list(prefix = '', opts: ListOptions = {}): AsyncIterable<ObjectInfo> {
     throwIfAborted(opts.signal);
-    const fullPrefix = this.prefix + prefix;
+    const namePrefix = this.blobPrefix + encodeBlobPrefix(prefix);
     const startAfter = opts.startAfter;
     // List Blobs has no "start after": keys up to startAfter are skipped here
     // (names only; their content is never read).
+    const wanted = (key: string | undefined): key is string => key !== undefined && key.startsWith(prefix) && (startAfter === undefined || compareKeys(key, startAfter) > 0);
     let last: string | undefined;
-    for await (const blobs of this.blobPages(fullPrefix, { includeMetadata: true }, opts.signal)) {
+    const inOrder = (item: ObjectInfo): ObjectInfo => {
+      if (last !== undefined && compareKeys(item.key, last) <= 0) {
+        // A merge-join over this listing would silently miss keys: refuse loudly.
+        throw new HoldfastError('HOLDFAST_E_DEST_REJECTED', {
+          detail: `${this.endpointLabel} listed "${printable(item.key)}" after "${printable(last)}": its listings are not in byte order`,
+        });
+      }
+      last = item.key;
+      return item;
+    };
+    let displaced: string[] | undefined;
+    let next = 0;
+    for await (const { blobs, more } of this.blobPages(namePrefix, { includeMetadata: true }, opts.signal)) {
+      if (more && displaced === undefined) displaced = await this.encodedKeys(namePrefix, wanted, opts.signal);
       const items: ObjectInfo[] = [];
       for (const b of blobs) {
-        if (!b.name.startsWith(fullPrefix)) continue;
-        const key = b.name.slice(this.prefix.length);
-        if (startAfter !== undefined && compareKeys(key, startAfter) <= 0) continue;
+        const key = this.keyOf(b.name);
+        if (!wanted(key) || (displaced !== undefined && isEncoded(key))) continue;
         items.push({
           key,
           size: b.properties.contentLength ?? 0,
@@ -628,30 +725,45 @@ export class AzureBackend implements Backend {
           versionId: b.versionId,
         });
       }
-      // Azure lists in byte order; Azurite in UTF-16 order (the two differ from
-      // U+E000 up). Sorting a page fixes a page; across pages a disagreement is refused.
+      // Azure lists in byte order of blob names; Azurite in UTF-16 order (the two
+      // differ from U+E000 up); decoded keys sort differently again. Sorting a page
+      // fixes a page; across pages a disagreement is refused.
       items.sort((a, b) => compareKeys(a.key, b.key));
       for (const item of items) {
-        if (last !== undefined && compareKeys(item.key, last) <= 0) {
-          // A merge-join over this listing would silently miss keys: refuse loudly.
-          throw new HoldfastError('HOLDFAST_E_DEST_REJECTED', {
-            detail: `${this.endpointLabel} listed "${printable(item.key)}" after "${printable(last)}": its listings are not in byte order`,
-          });
+        while (displaced !== undefined && next < displaced.length && compareKeys(displaced[next] ?? '', item.key) < 0) {
+          const info = await this.head(displaced[next++] ?? '', opts);
+          if (info !== undefined) yield inOrder(info);
         }
-        last = item.key;
-        yield item;
+        yield inOrder(item);
       }
       throwIfAborted(opts.signal);
     }
+    while (displaced !== undefined && next < displaced.length) {
+      // Gone since the names were listed: not listed, as if the listing had come later.
+      const info = await this.head(displaced[next++] ?? '', opts);
+      if (info !== undefined) yield inOrder(info);
+    }
   }
 
-  /** List Blobs under `fullPrefix` (a whole blob-name prefix), a page of blobs at a time; a failed page leaves through `fail`. */
+  /** The wanted keys under `namePrefix` whose blob names differ from them, in byte order (a names-only listing). */
+  private async encodedKeys(namePrefix: string, wanted: (key: string | undefined) => key is string, signal: AbortSignal | undefined): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const { blobs } of this.blobPages(namePrefix, {}, signal)) {
+      for (const b of blobs) {
+        const key = this.keyOf(b.name);
+        if (wanted(key) && isEncoded(key)) keys.push(key);
+      }
+    }
+    return keys.sort(compareKeys);
+  }
+
+  /** List Blobs under `namePrefix` (a whole blob-name prefix), a page of blobs at a time; a failed page leaves through `fail`. */
   private async *blobPages(
-    fullPrefix: string,
+    namePrefix: string,
     include: Pick<ContainerListBlobsOptions, 'includeMetadata' | 'includeUncommitedBlobs'>,
     signal: AbortSignal | undefined,
-  ): AsyncIterable<BlobItem[]> {
-    const pages = this.containerClient.listBlobsFlat({ prefix: fullPrefix === '' ? undefined : fullPrefix, ...include, abortSignal: signal }).byPage({ maxPageSize: 5000 });
+  ): AsyncIterable<{ readonly blobs: BlobItem[]; readonly more: boolean }> {
+    const pages = this.containerClient.listBlobsFlat({ prefix: namePrefix === '' ? undefined : namePrefix, ...include, abortSignal: signal }).byPage({ maxPageSize: this.listPageSize });
     for (;;) {
       let page;
       try {
@@ -660,7 +772,7 @@ export class AzureBackend implements Backend {
         throw this.fail(e, signal);
       }
       if (page.done === true) return;
-      yield page.value.segment.blobItems;
+      yield { blobs: page.value.segment.blobItems, more: (page.value.continuationToken ?? '') !== '' };
     }
   }
 
@@ -680,10 +792,14 @@ export class AzureBackend implements Backend {
 
   /**
    * Parts of `ref` among the blob's uncommitted blocks, whether its marker is
-   * there, and how many blocks are not Holdfast's at all; undefined if the blob
-   * has no uncommitted blocks.
+   * there, the other Holdfast uploads that have blocks there, and how many
+   * blocks are not Holdfast's at all; undefined if the blob has no uncommitted blocks.
    */
-  private async stagedParts(blob: BlockBlobClient, ref: UploadRef, signal: AbortSignal | undefined): Promise<{ parts: UploadedPart[]; marker: boolean; foreign: number } | undefined> {
+  private async stagedParts(
+    blob: BlockBlobClient,
+    ref: UploadRef,
+    signal: AbortSignal | undefined,
+  ): Promise<{ parts: UploadedPart[]; marker: boolean; others: string[]; foreign: number } | undefined> {
     let list;
     try {
       list = await withDeadline(signal, this.timeoutMs, 'reading the block list', (s) => blob.getBlockList('uncommitted', { abortSignal: s }));
@@ -692,16 +808,23 @@ export class AzureBackend implements Backend {
       throw this.fail(e, signal);
     }
     const parts: UploadedPart[] = [];
+    const others = new Set<string>();
     let marker = false;
     let foreign = 0;
     for (const b of list.uncommittedBlocks ?? []) {
       const parsed = parseBlockId(b.name);
-      if (parsed === undefined) foreign++;
-      if (parsed === undefined || parsed.upload.token !== ref.token || parsed.upload.sha256 !== ref.sha256 || parsed.upload.mtimeMs !== ref.mtimeMs) continue;
+      if (parsed === undefined) {
+        foreign++;
+        continue;
+      }
+      if (parsed.upload.token !== ref.token || parsed.upload.sha256 !== ref.sha256 || parsed.upload.mtimeMs !== ref.mtimeMs) {
+        others.add(formatUploadId(parsed.upload));
+        continue;
+      }
       if (parsed.partNumber === MARKER_PART) marker = true;
       else parts.push({ partNumber: parsed.partNumber, size: b.size, etag: partEtag(ref.token, parsed.partNumber, b.size) });
     }
-    return { parts: parts.sort((a, b) => a.partNumber - b.partNumber), marker, foreign };
+    return { parts: parts.sort((a, b) => a.partNumber - b.partNumber), marker, others: [...others].sort(), foreign };
   }
 
   private async mpCreate(
@@ -733,7 +856,7 @@ export class AzureBackend implements Backend {
     uploadId: string,
     partNumber: number,
     body: Buffer,
-    opts: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void } = {},
+    opts: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void; sha256?: string } = {},
   ): Promise<UploadedPart> {
     throwIfAborted(opts.signal);
     const blob = this.blob(key);
@@ -758,7 +881,7 @@ export class AzureBackend implements Backend {
     } catch (e) {
       throw this.fail(e, opts.signal, 'HOLDFAST_E_DEST_SERVER', key);
     }
-    return { partNumber, size: body.length, etag: partEtag(ref.token, partNumber, body.length), checksum: md5.toString('base64') };
+    return { partNumber, size: body.length, etag: partEtag(ref.token, partNumber, body.length), checksum: md5.toString('base64'), ...(opts.sha256 !== undefined ? { sha256: opts.sha256 } : {}) };
   }
 
   private async mpComplete(key: string, uploadId: string, parts: readonly UploadedPart[], opts: OpOptions = {}): Promise<PutResult> {
@@ -790,39 +913,66 @@ export class AzureBackend implements Backend {
 
   /**
    * Azure cannot delete chosen uncommitted blocks: only deleting the blob or
-   * committing it discards them (and Azure itself does after a week). So:
-   * - no staged blocks of this upload (never staged, aborted, or committed): nothing to do;
-   * - the blob has no committed content and only Holdfast blocks: the blob is
-   *   deleted, which discards this upload (and any other unfinished Holdfast
-   *   upload of the same key, which the ledger's lease makes a stale one);
-   * - otherwise (committed content, or blocks another tool staged): deleting
-   *   would destroy data that is not this upload's, so HOLDFAST_E_NOT_SUPPORTED;
-   *   the blocks go at the next commit of the blob or after a week.
+   * committing it discards them (and Azure itself does after a week). So the
+   * blob is deleted only when all of these hold, and otherwise
+   * HOLDFAST_E_DELETE_REFUSED says which does not (the blocks then go at the
+   * next commit of that blob, or after 7 days):
+   * - the blob has no committed content;
+   * - its uncommitted blocks are this upload's alone: none of another Holdfast
+   *   upload (which may be live: another run, another host, another ledger) and
+   *   none another tool staged;
+   * - nothing was committed to it since it was listed: the delete is
+   *   conditional on the Last-Modified the listing showed (If-Unmodified-Since),
+   *   so a commit between these checks and the delete makes it fail with 412.
+   *   (Not If-Match on the listed etag: Azurite answers 412 to that for every
+   *   blob that has only uncommitted blocks, whatever the etag.)
+   * Nothing staged for this upload (never staged, aborted, or committed): nothing to do.
    */
   private async mpAbort(key: string, uploadId: string, opts: OpOptions = {}): Promise<void> {
     throwIfAborted(opts.signal);
-    const blob = this.blob(key);
+    const name = this.blobName(key);
+    const blob = this.containerClient.getBlockBlobClient(name);
     const ref = this.uploadRef(key, uploadId);
-    const staged = await this.stagedParts(blob, ref, opts.signal);
-    if (staged === undefined || (!staged.marker && staged.parts.length === 0)) return;
-    const committed = await this.head(key, opts);
-    if (committed !== undefined || staged.foreign > 0) {
-      this.uploadMetadata.delete(uploadId);
-      throw new HoldfastError('HOLDFAST_E_NOT_SUPPORTED', {
-        detail:
-          `Azure cannot discard the staged blocks of upload ${uploadId} without deleting "${printable(key)}", which ` +
-          (committed !== undefined ? 'has committed content' : 'also holds blocks staged by another tool') +
-          '; Azure discards them at the next commit of that blob or after 7 days',
-      });
-    }
     try {
-      await withDeadline(opts.signal, this.timeoutMs, 'deleting a blob', (s) => blob.delete({ abortSignal: s }));
-    } catch (e) {
-      if (azureStatus(e) === 404 && !aborted(opts.signal)) return;
-      throw this.fail(e, opts.signal);
+      // First the listing: a commit after it changes the Last-Modified the delete is conditional on.
+      const listed = await this.listedBlob(name, opts.signal);
+      if (listed === undefined) return;
+      const staged = await this.stagedParts(blob, ref, opts.signal);
+      if (staged === undefined || (!staged.marker && staged.parts.length === 0)) return;
+      const refuse = (why: string): HoldfastError =>
+        new HoldfastError('HOLDFAST_E_DELETE_REFUSED', {
+          detail: `upload ${uploadId} of "${printable(key)}" was not aborted: the blob ${why}; Azure cannot discard one upload's staged blocks alone (they go at the next commit of that blob, or after 7 days)`,
+        });
+      if (staged.others.length > 0) throw refuse(`also holds the staged blocks of upload${staged.others.length > 1 ? 's' : ''} ${staged.others.join(', ')}, which may still be in progress`);
+      if (staged.foreign > 0) throw refuse('also holds blocks staged by another tool');
+      if ((await this.head(key, opts)) !== undefined) throw refuse('has committed content');
+      const since = listed.properties.lastModified;
+      if (since === undefined) throw refuse('was listed without a Last-Modified time, so it cannot be deleted on condition');
+      try {
+        await withDeadline(opts.signal, this.timeoutMs, 'deleting a blob', (s) => blob.delete({ abortSignal: s, conditions: { ifUnmodifiedSince: since } }));
+      } catch (e) {
+        if (azureStatus(e) === 404 && !aborted(opts.signal)) return;
+        if (azureStatus(e) === 412 && !aborted(opts.signal)) throw refuse('was written to since it was listed');
+        throw this.fail(e, opts.signal);
+      }
     } finally {
       this.uploadMetadata.delete(uploadId);
     }
+  }
+
+  /** The listing entry of exactly this blob name, uncommitted blobs included; undefined if there is none. */
+  private async listedBlob(name: string, signal: AbortSignal | undefined): Promise<BlobItem | undefined> {
+    // The name itself sorts first among the names it is a prefix of: one entry is enough.
+    let page;
+    try {
+      page = await withDeadline(signal, this.timeoutMs, 'listing a blob', (s) =>
+        this.containerClient.listBlobsFlat({ prefix: name, includeUncommitedBlobs: true, abortSignal: s }).byPage({ maxPageSize: 1 }).next(),
+      );
+    } catch (e) {
+      throw this.fail(e, signal);
+    }
+    if (page.done === true) return undefined;
+    return page.value.segment.blobItems.find((b) => b.name === name);
   }
 
   private async mpListParts(key: string, uploadId: string, opts: OpOptions = {}): Promise<UploadedPart[] | undefined> {
@@ -844,11 +994,15 @@ export class AzureBackend implements Backend {
    */
   private async *mpListUploads(prefix = '', opts: OpOptions = {}): AsyncIterable<MultipartUploadInfo> {
     throwIfAborted(opts.signal);
-    const fullPrefix = this.prefix + prefix;
-    for await (const blobs of this.blobPages(fullPrefix, { includeUncommitedBlobs: true }, opts.signal)) {
-      const candidates = blobs.filter((b) => b.name.startsWith(fullPrefix) && (b.properties.contentLength ?? 0) === 0);
-      candidates.sort((a, b) => compareKeys(a.name, b.name));
-      for (const b of candidates) {
+    const namePrefix = this.blobPrefix + encodeBlobPrefix(prefix);
+    for await (const { blobs } of this.blobPages(namePrefix, { includeUncommitedBlobs: true }, opts.signal)) {
+      const candidates: { key: string; b: BlobItem }[] = [];
+      for (const b of blobs) {
+        const key = this.keyOf(b.name);
+        if (key !== undefined && key.startsWith(prefix) && (b.properties.contentLength ?? 0) === 0) candidates.push({ key, b });
+      }
+      candidates.sort((x, y) => compareKeys(x.key, y.key));
+      for (const { key, b } of candidates) {
         let list;
         try {
           list = await withDeadline(opts.signal, this.timeoutMs, 'reading a block list', (s) => this.containerClient.getBlockBlobClient(b.name).getBlockList('uncommitted', { abortSignal: s }));
@@ -862,7 +1016,7 @@ export class AzureBackend implements Backend {
           if (parsed === undefined) continue;
           const uploadId = formatUploadId(parsed.upload);
           if (!uploads.has(uploadId)) {
-            uploads.set(uploadId, { key: b.name.slice(this.prefix.length), uploadId, initiatedMs: (b.properties.createdOn ?? b.properties.lastModified)?.getTime() });
+            uploads.set(uploadId, { key, uploadId, initiatedMs: (b.properties.createdOn ?? b.properties.lastModified)?.getTime() });
           }
         }
         yield* [...uploads.values()].sort((x, y) => (x.uploadId < y.uploadId ? -1 : 1));

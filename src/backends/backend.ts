@@ -24,7 +24,11 @@ export interface Capabilities {
   readonly multipart: boolean;
   /** The backend keeps `holdfast-sha256` as object metadata; if false, `head` computes it from content. */
   readonly metadata: boolean;
-  /** The server verifies a checksum sent with the body and rejects a mismatch. */
+  /**
+   * Every body (a whole object and each part) is sent with a checksum the
+   * server verifies, so a body corrupted on its way is refused, never stored
+   * (S3: x-amz-checksum-sha256; Azure: Content-MD5).
+   */
   readonly serverChecksum: boolean;
   readonly versioning: boolean;
   /** Maximum key length in UTF-8 bytes, including the destination's prefix. */
@@ -106,7 +110,14 @@ export interface UploadedPart {
   readonly partNumber: number;
   readonly size: number;
   readonly etag: string;
+  /** A backend's own checksum of the part, as it reports it (opaque). */
   readonly checksum?: string;
+  /**
+   * SHA-256 of the part's bytes, lowercase hex: what the caller gave
+   * `uploadPart`, or what the server lists (S3 ListParts of an upload created
+   * with SHA-256 checksums). `complete` passes it back where the server wants it.
+   */
+  readonly sha256?: string;
 }
 
 export interface MultipartUploadInfo {
@@ -133,12 +144,17 @@ export interface MultipartApi {
     key: string,
     opts: { sha256: string; size: number; partSize?: number; mtimeMs?: number; metadata?: Readonly<Record<string, string>>; signal?: AbortSignal },
   ): Promise<string>;
+  /**
+   * Sends one part. `sha256` (lowercase hex, of `body`) is sent along where the
+   * server verifies it, and is returned in the part; a backend that needs
+   * another checksum computes it (Azure: MD5).
+   */
   uploadPart(
     key: string,
     uploadId: string,
     partNumber: number,
     body: Buffer,
-    opts?: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void },
+    opts?: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void; sha256?: string },
   ): Promise<UploadedPart>;
   complete(key: string, uploadId: string, parts: readonly UploadedPart[], opts?: OpOptions): Promise<PutResult>;
   abort(key: string, uploadId: string, opts?: OpOptions): Promise<void>;

@@ -63,7 +63,8 @@ const SILENT_LOGGER = { trace: (): void => undefined, debug: (): void => undefin
 const CAPABILITIES: Capabilities = {
   multipart: true,
   metadata: true,
-  serverChecksum: false,
+  // Every PutObject and UploadPart carries x-amz-checksum-sha256 (and is signed with the same hash).
+  serverChecksum: true,
   versioning: false,
   maxKeyBytes: 1024,
   maxObjectSize: 5 * 1024 * GiB,
@@ -94,6 +95,18 @@ function sdkStatus(e: unknown): number | undefined {
 function isNotFound(e: unknown): boolean {
   const name = sdkName(e);
   return name === 'NotFound' || name === 'NoSuchKey' || sdkStatus(e) === 404;
+}
+
+/** A SHA-256 in hex as S3's checksum headers and XML want it (base64), or undefined if it is not one. */
+function base64Sha256(hex: string | undefined): string | undefined {
+  return hex !== undefined && /^[0-9a-f]{64}$/.test(hex) ? Buffer.from(hex, 'hex').toString('base64') : undefined;
+}
+
+/** A base64 SHA-256 from S3 back to hex, or undefined if it is not one. */
+function hexSha256(b64: string | undefined): string | undefined {
+  if (b64 === undefined) return undefined;
+  const raw = Buffer.from(b64, 'base64');
+  return raw.length === 32 ? raw.toString('hex') : undefined;
 }
 
 function isUnsupported(e: unknown): boolean {
@@ -205,7 +218,9 @@ export class S3Backend implements Backend {
       // would otherwise print some warnings straight to the console.
       logger: SILENT_LOGGER,
       // s3rver and many S3-compatible servers reject the CRC32 trailers the SDK
-      // adds by default since 3.729; content identity is holdfast-sha256.
+      // adds by default since 3.729. Every body carries Holdfast's own SHA-256
+      // instead (x-amz-checksum-sha256), which the SDK then leaves alone: one
+      // checksum per body, not two.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
@@ -218,6 +233,21 @@ export class S3Backend implements Backend {
         socketTimeout: cfg.idleTimeoutMs,
       },
     });
+    // A body whose SHA-256 is known (ChecksumSHA256: every put and part) is signed
+    // with it as its payload hash, which the server checks as well. Otherwise the
+    // signer hashes a Buffer body itself (every part), a second SHA-256 of the
+    // same bytes, and sends a stream UNSIGNED-PAYLOAD. This runs at the build
+    // step: after the checksum header is serialised, before signing.
+    this.client.middlewareStack.add(
+      (next) => async (args) => {
+        const checksum = (args.input as { ChecksumSHA256?: unknown }).ChecksumSHA256;
+        const headers = (args.request as { headers?: Record<string, string> } | undefined)?.headers;
+        const hex = typeof checksum === 'string' ? hexSha256(checksum) : undefined;
+        if (hex !== undefined && headers !== undefined) headers['x-amz-content-sha256'] = hex;
+        return next(args);
+      },
+      { step: 'build', name: 'holdfastPayloadSha256' },
+    );
     this.multipart = {
       create: (key, opts) => this.mpCreate(key, opts),
       uploadPart: (key, uploadId, partNumber, body, opts) => this.mpUploadPart(key, uploadId, partNumber, body, opts),
@@ -325,6 +355,8 @@ export class S3Backend implements Backend {
           Key,
           Body: guarded.stream,
           ContentLength: opts.size,
+          // The server refuses a body that does not hash to it (BadDigest), so a body corrupted on its way is never stored.
+          ChecksumSHA256: base64Sha256(opts.sha256),
           Metadata: objectMetadata(opts),
         }),
         { abortSignal: guarded.signal },
@@ -485,7 +517,8 @@ export class S3Backend implements Backend {
     }
     try {
       const out = await this.client.send(
-        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, Metadata: objectMetadata(opts) }),
+        // Parts carry SHA-256 checksums, which S3 accepts only in an upload created for them.
+        new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, Metadata: objectMetadata(opts), ChecksumAlgorithm: 'SHA256' }),
         { abortSignal: opts.signal },
       );
       if (out.UploadId === undefined || out.UploadId === '') {
@@ -502,10 +535,11 @@ export class S3Backend implements Backend {
     uploadId: string,
     partNumber: number,
     body: Buffer,
-    opts: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void } = {},
+    opts: { signal?: AbortSignal; onProgress?: (sentBytes: number) => void; sha256?: string } = {},
   ): Promise<UploadedPart> {
     throwIfAborted(opts.signal);
     const Key = this.fullKey(key);
+    const checksum = base64Sha256(opts.sha256);
     if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > CAPABILITIES.maxParts) {
       throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `part number ${partNumber} is outside 1..${CAPABILITIES.maxParts}` });
     }
@@ -518,15 +552,24 @@ export class S3Backend implements Backend {
           UploadId: uploadId,
           PartNumber: partNumber,
           ContentLength: body.length,
+          ChecksumSHA256: checksum,
           Body: onProgress === undefined || body.length === 0 ? body : bufferStream(body, onProgress),
         }),
         { abortSignal: opts.signal },
       );
       if (out.ETag === undefined) throw new HoldfastError('HOLDFAST_E_DEST_REJECTED', { detail: `${this.endpointLabel} returned no ETag for part ${partNumber}` });
-      return { partNumber, size: body.length, etag: out.ETag };
+      return { partNumber, size: body.length, etag: out.ETag, ...(checksum !== undefined ? { sha256: opts.sha256 } : {}) };
     } catch (e) {
       if (sdkName(e) === 'NoSuchUpload') {
         throw new HoldfastError('HOLDFAST_E_DEST_REJECTED', { detail: `upload ${uploadId} of "${printable(key)}" no longer exists` }, { cause: e });
+      }
+      // An upload created without checksums (by an earlier version) takes no part with one: it cannot be continued.
+      if (sdkName(e) === 'InvalidRequest' && /checksum type mismatch/i.test((e as Error).message)) {
+        throw new HoldfastError(
+          'HOLDFAST_E_DEST_REJECTED',
+          { detail: `upload ${uploadId} of "${printable(key)}" was not created for SHA-256 part checksums; a new upload is needed`, gone: 'upload' },
+          { cause: e },
+        );
       }
       throw this.fail(e, opts.signal);
     }
@@ -542,7 +585,8 @@ export class S3Backend implements Backend {
           Bucket: this.bucket,
           Key,
           UploadId: uploadId,
-          MultipartUpload: { Parts: sorted.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+          // An upload created with ChecksumAlgorithm SHA256 must list each part's checksum.
+          MultipartUpload: { Parts: sorted.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, ChecksumSHA256: base64Sha256(p.sha256) })) },
         }),
         { abortSignal: opts.signal },
       );
@@ -588,7 +632,8 @@ export class S3Backend implements Backend {
       }
       for (const p of page.Parts ?? []) {
         if (p.PartNumber === undefined || p.ETag === undefined) continue;
-        parts.push({ partNumber: p.PartNumber, size: p.Size ?? 0, etag: p.ETag });
+        const sha256 = hexSha256(p.ChecksumSHA256);
+        parts.push({ partNumber: p.PartNumber, size: p.Size ?? 0, etag: p.ETag, ...(sha256 !== undefined ? { sha256 } : {}) });
       }
       if (page.IsTruncated !== true || page.NextPartNumberMarker === undefined || page.NextPartNumberMarker === marker) break;
       marker = page.NextPartNumberMarker;

@@ -636,6 +636,9 @@ class Pass2 {
           unsupported = true;
           this.acc.undo('abort', key, 'not aborted: the server does not implement AbortMultipartUpload');
           this.acc.notes.push(`${this.session.backend.url} cannot abort multipart uploads (${err.message}); abort them with the provider's tools or a lifecycle rule`);
+        } else if (err.code === 'HOLDFAST_E_DELETE_REFUSED') {
+          // This upload only (azure://: its blob holds another upload's blocks, or content): left, with the reason.
+          this.acc.undo('abort', key, err.message);
         } else {
           this.acc.error(key, err.code, `could not abort multipart upload ${uploadId}: ${err.message}`);
         }

@@ -12,6 +12,15 @@
 // Drive's resumable sessions), each part is sent and confirmed before the next
 // one is read, so a file holds one part in memory, and a resumed upload
 // continues after the longest unbroken run of confirmed parts.
+//
+// Each part's SHA-256 is sent with it (the server verifies it where it can: S3)
+// and recorded in the ledger with the part ("sha256:<hex>" in `parts.checksum`).
+// A resumed upload trusts a confirmed part only if the bytes at its place in
+// the file hash to what was recorded: a part sent from other bytes (the file
+// changed during the interrupted attempt and was changed back, say) is sent
+// again; where parts cannot be replaced (sequential destinations), or where
+// parts carry no recorded SHA-256 (written by an earlier version), the upload
+// is started afresh.
 
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
@@ -42,6 +51,16 @@ function isUploadGone(e: unknown): boolean {
   if (e instanceof HoldfastError && e.details.gone === 'upload') return true;
   const name = (e as { name?: unknown }).name;
   return name === 'NoSuchUpload' || (e instanceof HoldfastError && e.cause !== undefined && isUploadGone(e.cause));
+}
+
+/** How `parts.checksum` records a part's SHA-256. */
+const CHECKSUM_PREFIX = 'sha256:';
+
+/** The SHA-256 (hex) a `parts.checksum` value records, if it records one. */
+function recordedSha256(checksum: string | null | undefined): string | undefined {
+  if (checksum === null || checksum === undefined || !checksum.startsWith(CHECKSUM_PREFIX)) return undefined;
+  const hex = checksum.slice(CHECKSUM_PREFIX.length);
+  return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
 }
 
 /** The completed upload, and the bytes this run actually sent (a resumed upload sends only the missing parts). */
@@ -89,12 +108,18 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
     if (remote === 'gone') {
       uploadId = undefined;
       ctx.tally.note(key, 'the destination no longer knows the interrupted upload; starting a new one');
+    } else if (known.some((p) => recordedSha256(p.checksum) === undefined)) {
+      // Parts whose bytes cannot be checked, and an upload whose server may expect no part checksums: start again.
+      uploadId = undefined;
+      await mp.abort(key, id, { signal }).catch(() => undefined);
+      ctx.tally.note(key, 'the interrupted upload has parts without a recorded SHA-256 (sent by an earlier version); starting a new one');
     } else {
       for (const p of known) {
         if (p.partNumber > partCount || p.size !== lengthOf(p.partNumber)) continue;
+        const sha = recordedSha256(p.checksum);
         const r = remote?.get(p.partNumber);
-        if (remote !== undefined && (r === undefined || r.etag !== p.etag)) continue;
-        confirmed.set(p.partNumber, { partNumber: p.partNumber, size: p.size, etag: p.etag, ...(p.checksum ? { checksum: p.checksum } : {}) });
+        if (remote !== undefined && (r === undefined || r.etag !== p.etag || (r.sha256 !== undefined && r.sha256 !== sha))) continue;
+        confirmed.set(p.partNumber, { partNumber: p.partNumber, size: p.size, etag: p.etag, ...(sha !== undefined ? { sha256: sha } : {}) });
       }
       if (sequential) {
         // Only an unbroken run from part 1 is usable: the next byte sent must follow the last one the destination holds.
@@ -102,7 +127,6 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
         while (confirmed.has(gap)) gap++;
         for (const n of [...confirmed.keys()]) if (n > gap) confirmed.delete(n);
       }
-      if (confirmed.size > 0) ctx.tally.note(key, `resumed an interrupted upload: ${confirmed.size} of ${partCount} parts already on the destination`);
     }
   }
   if (uploadId === undefined) {
@@ -123,8 +147,12 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
   const onAbort = (): void => sibling.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
   let failure: unknown;
-  const resumedBytes = [...confirmed.values()].reduce((n, p) => n + p.size, 0);
-  let sent = resumedBytes;
+  // Confirmed parts count once their bytes in the file are found to be the ones sent.
+  let resumedBytes = 0;
+  let sent = 0;
+  let resumedParts = 0;
+  let resent = 0;
+  let restart = false;
   onProgress(sent);
   const hash = createHash('sha256');
   const sends: Promise<UploadedPart>[] = [];
@@ -147,17 +175,37 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
         throw e;
       }
       hash.update(buf);
-      if (confirmed.has(n)) {
+      const partSha = createHash('sha256').update(buf).digest('hex');
+      const done = confirmed.get(n);
+      if (done !== undefined && done.sha256 === partSha) {
+        resumedParts++;
+        resumedBytes += len;
+        sent += len;
+        onProgress(sent);
         release();
         continue;
+      }
+      if (done !== undefined) {
+        // The destination holds other bytes for this part than the file has now.
+        confirmed.delete(n);
+        if (sequential) {
+          // Offsets into one stream cannot be rewritten: the upload starts again.
+          release();
+          restart = true;
+          break;
+        }
+        resent++;
       }
       const partNumber = n;
       const send = (async (): Promise<UploadedPart> => {
         try {
           // Its own signal: the SDK's listeners (and the retry's) go there, not on the one all parts share.
-          const part = await withRequestSignal(sibling.signal, (partSignal) => withRetry(() => mp.uploadPart(key, id, partNumber, buf, { signal: partSignal }), { ...retry, signal: partSignal }));
+          const sentPart = await withRequestSignal(sibling.signal, (partSignal) =>
+            withRetry(() => mp.uploadPart(key, id, partNumber, buf, { signal: partSignal, sha256: partSha }), { ...retry, signal: partSignal }),
+          );
+          const part: UploadedPart = { ...sentPart, sha256: partSha };
           const ok = await withRetry(
-            () => ctx.ledger.recordPart({ objectId: row.id, uploadId: id, partNumber, size: len, etag: part.etag, checksum: part.checksum ?? null }, attemptId),
+            () => ctx.ledger.recordPart({ objectId: row.id, uploadId: id, partNumber, size: len, etag: part.etag, checksum: CHECKSUM_PREFIX + partSha }, attemptId),
             ledgerRetry,
           );
           if (!ok) throw new HoldfastError('HOLDFAST_E_LEDGER_OUTCOME', { key, detail: 'a newer attempt took this item over' });
@@ -178,6 +226,16 @@ export async function uploadMultipart(ctx: SyncContext, requests: Limiter, row: 
       if (sequential) await send.catch(() => undefined);
     }
     const settled = await Promise.allSettled(sends);
+    if (restart && failure === undefined) {
+      await mp.abort(key, id).catch(() => undefined);
+      await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, null), ledgerRetry);
+      ctx.tally.note(key, "a part of the interrupted upload did not match the file's bytes; starting a new upload");
+      await fh.close();
+      fh = undefined;
+      return await uploadMultipart(ctx, requests, { ...row, uploadId: null }, onProgress, lease);
+    }
+    if (resumedParts > 0) ctx.tally.note(key, `resumed an interrupted upload: ${resumedParts} of ${partCount} parts already on the destination`);
+    if (resent > 0) ctx.tally.note(key, `${resent} part(s) of the interrupted upload did not match the file's bytes and were sent again`);
     if (failure !== undefined) {
       // The upload stays resumable (upload id and confirmed parts are in the ledger) unless the destination dropped it.
       if (isUploadGone(failure)) await withRetry(() => ctx.ledger.setUploadId(row.id, attemptId, null), ledgerRetry).catch(() => undefined);

@@ -17,7 +17,8 @@ import {
   generateAccountSASQueryParameters,
 } from '@azure/storage-blob';
 import type { Backend, BackendOptions, UploadedPart } from '../../src/backends/backend.js';
-import { blockIdOf, fromAzureMetadataName, parseBlockId, parseUploadId, toAzureMetadataName } from '../../src/backends/azure.js';
+import { AzureBackend, blockIdOf, fromAzureMetadataName, parseBlockId, parseUploadId, resolveAccess, toAzureMetadataName } from '../../src/backends/azure.js';
+import { compareKeys } from '../../src/backends/keys.js';
 import { bufferBody } from '../../src/backends/body.js';
 import { openBackend } from '../../src/backends/registry.js';
 import { AZURITE_ACCOUNT, AZURITE_KEY, startAzurite } from '../helpers/azurite.js';
@@ -218,12 +219,74 @@ describe('azure:// specifics', () => {
       assert.equal(whole.url, `azure://${CONTAINER}/`);
     });
 
-    it('rejects keys Azure cannot keep: control characters, CR, backslash, more than 254 segments', async () => {
+    it('keys Azure cannot keep as they are ("\\", a segment-final ".", C0 controls) are stored under their documented names and round-trip', async () => {
+      const b = await open(`azure://${CONTAINER}/names`);
+      // Each key with the blob name docs/destinations.md says it is stored under (after the prefix).
+      const cases: [string, string][] = [
+        ['a\\b.txt', 'a\uff3cb.txt'],
+        ['a/b.txt', 'a/b.txt'], // what "a\\b.txt" used to collide with
+        ['notes.', 'notes\uff0e'],
+        ['v1./x.txt', 'v1\uff0e/x.txt'],
+        ['Icon\r', 'Icon\u240d'],
+        ['bell\u0007', 'bell\u2407'],
+        ['tab\there', 'tab\there'],
+        ['full\uff3cwidth', 'full\u201b\uff3cwidth'],
+        ['q\u201b\\', 'q\u201b\u201b\uff3c'],
+      ];
+      for (const [key] of cases) {
+        b.validateKey(key);
+        const data = Buffer.from(`content of ${JSON.stringify(key)}`);
+        await b.put(key, bufferBody(data), { size: data.length, sha256: sha256(data) });
+      }
+      const stored: string[] = [];
+      for await (const blob of raw.getContainerClient(CONTAINER).listBlobsFlat({ prefix: 'names/' })) stored.push(blob.name.slice('names/'.length));
+      assert.deepEqual(stored.sort(), cases.map(([, name]) => name).sort(), 'the blob names are the documented ones');
+      const listed: string[] = [];
+      for await (const o of b.list()) listed.push(o.key);
+      assert.deepEqual(listed, cases.map(([key]) => key).sort(compareKeys), 'list returns the keys, in byte order');
+      for (const [key] of cases) {
+        const data = Buffer.from(`content of ${JSON.stringify(key)}`);
+        assert.equal((await b.head(key))?.sha256, sha256(data), JSON.stringify(key));
+        assert.ok(Buffer.compare(await readAll(await b.get(key)), data) === 0, JSON.stringify(key));
+      }
+      // A prefix ending in a character whose stored form depends on what follows.
+      const under = async (prefix: string): Promise<string[]> => {
+        const out: string[] = [];
+        for await (const o of b.list(prefix)) out.push(o.key);
+        return out;
+      };
+      assert.deepEqual(await under('notes.'), ['notes.']);
+      assert.deepEqual(await under('v1.'), ['v1./x.txt']);
+      assert.deepEqual(await under('a\\'), ['a\\b.txt']);
+      await b.delete('a\\b.txt');
+      assert.equal(await b.head('a\\b.txt'), undefined);
+      assert.equal((await b.head('a/b.txt'))?.size, Buffer.byteLength(`content of ${JSON.stringify('a/b.txt')}`), 'deleting "a\\b.txt" left "a/b.txt" alone');
+    });
+
+    it('the listing stays in byte order of keys across pages, with startAfter, when stored names sort elsewhere', async () => {
+      const b = new AzureBackend({ container: CONTAINER, prefix: 'pages/', ...resolveAccess({ azureConnectionString: server.connectionString }), timeoutMs: 60_000, listPageSize: 2 });
+      // "\\" sorts before "a" as a key but after it as a stored name ("＼"); "‛＼" (a quoted literal) the other way round.
+      const keys = ['\\root', 'a', 'a\\b', 'a/c', 'ab', 'b.', 'b/x', 'c\r', 'z', '\uff3cfull', '\u201bq'];
+      for (const key of keys) await b.put(key, bufferBody(Buffer.from(key)), { size: Buffer.byteLength(key), sha256: sha256(Buffer.from(key)) });
+      const listed: string[] = [];
+      for await (const o of b.list()) listed.push(o.key);
+      assert.deepEqual(listed, [...keys].sort(compareKeys));
+      const after: string[] = [];
+      for await (const o of b.list('', { startAfter: 'a/c' })) after.push(o.key);
+      assert.deepEqual(after, [...keys].sort(compareKeys).filter((k) => compareKeys(k, 'a/c') > 0));
+      const sized: number[] = [];
+      for await (const o of b.list('a')) sized.push(o.size);
+      assert.deepEqual(sized, ['a', 'a/c', 'a\\b', 'ab'].sort(compareKeys).map((k) => Buffer.byteLength(k)), 'objects merged from the names-only listing carry their properties');
+    });
+
+    it('rejects what Azure can neither store nor encode: U+FFFE/U+FFFF, more than 254 segments', async () => {
       const b = await open(`azure://${CONTAINER}/keys`);
-      for (const k of ['a\rb', 'a\u0001b', 'back\\slash', Array.from({ length: 254 }, () => 's').join('/')]) {
+      for (const k of ['a\ufffeb', 'a\uffffb', Array.from({ length: 254 }, () => 's').join('/')]) {
         assert.equal((await caught(() => b.validateKey(k))).code, 'HOLDFAST_E_KEY_INVALID', JSON.stringify(k.slice(0, 20)));
       }
       b.validateKey('tab\there');
+      b.validateKey('back\\slash');
+      b.validateKey('a\rb');
       b.validateKey(Array.from({ length: 253 }, () => 's').join('/'));
     });
 
@@ -357,8 +420,10 @@ describe('azure:// specifics', () => {
         (await mp.listParts('f', other))?.map((p) => p.partNumber),
         [1],
       );
-      await mp.abort('f', uploadId);
-      assert.equal(await mp.listParts('f', other), undefined, 'abort discards every unfinished upload of the blob');
+      // Azure can only discard all of a blob's staged blocks: an upload sharing the blob with another is left alone.
+      assert.equal((await caught(mp.abort('f', uploadId))).code, 'HOLDFAST_E_DELETE_REFUSED');
+      assert.deepEqual((await mp.listParts('f', other))?.map((p) => p.partNumber), [1], 'abort left the other upload’s blocks');
+      assert.equal((await mp.listParts('f', uploadId))?.length, 5);
     });
 
     it('an upload interrupted after some parts is resumed and completed by a new backend instance', async () => {
@@ -402,14 +467,14 @@ describe('azure:// specifics', () => {
       assert.deepEqual(left, []);
     });
 
-    it('abort keeps committed content: HOLDFAST_E_NOT_SUPPORTED when the blob already has content', async () => {
+    it('abort keeps committed content: HOLDFAST_E_DELETE_REFUSED when the blob already has content', async () => {
       const b = await open(`azure://${CONTAINER}/abort-committed`);
       const mp = b.multipart!;
       const old = Buffer.from('committed content');
       await b.put('k', bufferBody(old), { size: old.length, sha256: sha256(old) });
       const uploadId = await mp.create('k', { sha256: '0'.repeat(64), size: 10 });
       await mp.uploadPart('k', uploadId, 1, Buffer.from('0123456789'));
-      assert.equal((await caught(mp.abort('k', uploadId))).code, 'HOLDFAST_E_NOT_SUPPORTED');
+      assert.equal((await caught(mp.abort('k', uploadId))).code, 'HOLDFAST_E_DELETE_REFUSED');
       assert.ok(Buffer.compare(await readAll(await b.get('k')), old) === 0, 'the committed content is intact');
       assert.equal((await b.head('k'))?.sha256, sha256(old));
     });

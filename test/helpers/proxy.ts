@@ -3,8 +3,11 @@
 // match; bodies streamed both ways; keep-alive on both sides), counts requests
 // and request-body bytes per S3 operation, and injects faults at seeded rates:
 // HTTP 500/503, S3 SlowDown, connection resets part-way through the request
-// body, lost responses and stalls. Not a mock: every request that is not
-// failed on purpose is served by the real server.
+// body, lost responses, stalls, a flipped byte in a forwarded body (`corrupt`),
+// and a hook that holds a request until the test has acted (`gate`). Not a
+// mock: every request that is not failed on purpose is served by the real
+// server. It can also hash request bodies (`hashBodies`) or keep small ones
+// (`keepBody`), and records each request's headers.
 //
 //   const s3 = await startS3Server();
 //   const proxy = await startProxy({ target: s3.endpoint, seed: 42 });
@@ -20,6 +23,7 @@
 // strictly before its last byte: the server never receives a complete body it
 // could mistake for a stored object, whatever it does with the partial one.
 
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Agent, createServer, request as httpRequest } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -93,7 +97,15 @@ export type Fault =
   /** Forward the request completely, let the server act on it, then drop the connection instead of answering. */
   | { readonly kind: 'lost-response' }
   /** Wait this long before forwarding; the request then proceeds normally. */
-  | { readonly kind: 'stall'; readonly ms: number };
+  | { readonly kind: 'stall'; readonly ms: number }
+  /**
+   * Forward the request with one byte of its body flipped (at byte `at`, default
+   * the middle), as a faulty network path or middlebox would; the server's own
+   * answer is relayed. A server that verifies a body checksum refuses it.
+   */
+  | { readonly kind: 'corrupt'; readonly at?: number }
+  /** Hold the request (its body unread) until `before` resolves, then forward it normally: a hook to act between two requests. */
+  | { readonly kind: 'gate'; readonly before: (rec: RequestRecord) => Promise<void> };
 
 export const FAULT_500: Fault = { kind: 'status', status: 500, code: 'InternalError', message: 'We encountered an internal error. Please try again.' };
 export const FAULT_503: Fault = { kind: 'status', status: 503, code: 'ServiceUnavailable', message: 'Service is unable to handle request.' };
@@ -101,13 +113,26 @@ export const FAULT_SLOW_DOWN: Fault = { kind: 'status', status: 503, code: 'Slow
 export const FAULT_RESET: Fault = { kind: 'reset' };
 export const FAULT_LOST_RESPONSE: Fault = { kind: 'lost-response' };
 export const stall = (ms: number): Fault => ({ kind: 'stall', ms });
+export const FAULT_CORRUPT: Fault = { kind: 'corrupt' };
+export const gate = (before: (rec: RequestRecord) => Promise<void>): Fault => ({ kind: 'gate', before });
 export const statusFault = (status: number, code: string, message = code): Fault => ({ kind: 'status', status, code, message });
+
+/** What a fault rule can tell a request by, before its body arrives. */
+export interface RequestInfo {
+  readonly op: S3Op;
+  readonly bucket: string;
+  readonly key: string;
+  readonly method: string;
+  readonly url: string;
+  /** The declared Content-Length (0 when absent). */
+  readonly contentLength: number;
+}
 
 export interface FaultRule {
   /** Only these operations (default: all). */
   readonly ops?: readonly S3Op[];
-  /** Only requests this accepts (e.g. one key). */
-  readonly match?: (req: { readonly op: S3Op; readonly bucket: string; readonly key: string }) => boolean;
+  /** Only requests this accepts (e.g. one key; `url` tells apart what the S3 names do not, such as Azure's comp=block). */
+  readonly match?: (req: RequestInfo) => boolean;
   /** Probability that a matching request gets a fault (1 = every one). */
   readonly rate: number;
   /** One is picked per faulted request, uniformly unless weights are given. */
@@ -128,6 +153,12 @@ export interface RequestRecord {
   readonly key: string;
   /** The Content-Length the client declared (0 when absent). */
   readonly contentLength: number;
+  /** The request headers as received (names in lowercase; repeated headers joined with ", "). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** With `hashBodies`: SHA-256 (hex) of the request body as the client sent it, once it has been read whole. */
+  bodySha256: string | undefined;
+  /** With `keepBody` accepting the request: the request body as the client sent it, once it has been read whole. */
+  body: Buffer | undefined;
   /** Request-body bytes read from the client (for a reset: only what arrived before it). */
   bodyBytes: number;
   /** The injected fault, if any (a stall is a fault that still lets the request through). */
@@ -215,7 +246,17 @@ function xmlError(code: string, message: string, resource: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${esc(code)}</Code><Message>${esc(message)}</Message><Resource>${esc(resource)}</Resource><RequestId>holdfast-proxy</RequestId></Error>`;
 }
 
-export async function startProxy(options: { target: string; seed?: number; faults?: readonly FaultRule[]; /** Listen on this port (a proxy brought back where it was); default: a free one. */ port?: number }): Promise<S3Proxy> {
+export async function startProxy(options: {
+  target: string;
+  seed?: number;
+  faults?: readonly FaultRule[];
+  /** Hash every request body (RequestRecord.bodySha256). */
+  hashBodies?: boolean;
+  /** Keep the bodies of the requests this accepts (RequestRecord.body): small ones, such as CompleteMultipartUpload's XML. */
+  keepBody?: (req: RequestInfo) => boolean;
+  /** Listen on this port (a proxy brought back where it was); default: a free one. */
+  port?: number;
+}): Promise<S3Proxy> {
   const target = new URL(options.target);
   // Keep-alive upstream too, as a client-side connection pool would.
   const agent = new Agent({ keepAlive: true, maxSockets: 128 });
@@ -235,7 +276,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
     return c;
   };
 
-  const pickFault = (info: { op: S3Op; bucket: string; key: string }): Fault | undefined => {
+  const pickFault = (info: RequestInfo): Fault | undefined => {
     for (const rule of rules) {
       if (rule.ops !== undefined && !rule.ops.includes(info.op)) continue;
       if (rule.match !== undefined && !rule.match(info)) continue;
@@ -269,6 +310,9 @@ export async function startProxy(options: { target: string; seed?: number; fault
       method,
       url,
       contentLength,
+      headers: Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : (v ?? '')])),
+      bodySha256: undefined,
+      body: undefined,
       bodyBytes: 0,
       fault: undefined,
       status: undefined,
@@ -281,7 +325,7 @@ export async function startProxy(options: { target: string; seed?: number; fault
     records.push(rec);
     open.add(rec);
     c.requests++;
-    const fault = pickFault(info);
+    const fault = pickFault({ ...info, method, url, contentLength });
     if (fault !== undefined) {
       rec.fault = fault.kind;
       c.faults++;
@@ -289,10 +333,19 @@ export async function startProxy(options: { target: string; seed?: number; fault
     // Bytes are counted as they are read from the client, whatever happens next. Only
     // once the body is consumed: a 'data' listener sets the stream flowing, and bytes
     // flowing during a stall, before the forwarding starts, would be lost.
+    const keep = options.keepBody?.({ ...info, method, url, contentLength }) === true;
     const consume = (): void => {
+      const hash = options.hashBodies === true ? createHash('sha256') : undefined;
+      const kept: Buffer[] = [];
       req.on('data', (chunk: Buffer) => {
         rec.bodyBytes += chunk.length;
+        hash?.update(chunk);
+        if (keep) kept.push(chunk);
         if (generation === records) c.bodyBytes += chunk.length;
+      });
+      req.on('end', () => {
+        if (hash !== undefined) rec.bodySha256 = hash.digest('hex');
+        if (keep) rec.body = Buffer.concat(kept);
       });
     };
 
@@ -332,6 +385,11 @@ export async function startProxy(options: { target: string; seed?: number; fault
     if (fault?.kind === 'stall') {
       const timer = setTimeout(go, fault.ms);
       res.on('close', () => clearTimeout(timer));
+    } else if (fault?.kind === 'gate') {
+      fault.before(rec).then(go, () => {
+        req.socket.destroy();
+        end('dropped');
+      });
     } else {
       go();
     }
@@ -408,7 +466,24 @@ export async function startProxy(options: { target: string; seed?: number; fault
       req.on('end', () => drop());
       return;
     }
-    req.pipe(upstream);
+    if (fault?.kind === 'corrupt') {
+      // Flip one byte on its way through; everything else is forwarded as it came.
+      const at = fault.at ?? Math.floor(rec.contentLength / 2);
+      let offset = 0;
+      req.on('data', (chunk: Buffer) => {
+        let out = chunk;
+        if (at >= offset && at < offset + chunk.length) {
+          out = Buffer.from(chunk);
+          out[at - offset] = (out[at - offset] ?? 0) ^ 0xff;
+        }
+        offset += chunk.length;
+        if (!upstream.write(out)) req.pause();
+      });
+      upstream.on('drain', () => req.resume());
+      req.on('end', () => upstream.end());
+    } else {
+      req.pipe(upstream);
+    }
     // A client killed mid-request: the server sees its connection drop too, as it would without the proxy.
     req.on('close', () => {
       if (!req.complete) upstream.destroy();
