@@ -22,6 +22,7 @@ import { registerPull } from './commands/pull.js';
 import { registerStatus } from './commands/status.js';
 import { registerHistory } from './commands/history.js';
 import { registerRuns } from './commands/runs.js';
+import { registerWorkers } from './commands/workers.js';
 import { registerCheckAndCleanup } from './commands/cleanup.js';
 import { registerRun } from './commands/run.js';
 import { registerConfig } from './commands/config.js';
@@ -61,6 +62,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerHistory(program);
   registerRuns(program);
+  registerWorkers(program);
   registerCheckAndCleanup(program);
   registerRun(program);
   registerConfig(program);

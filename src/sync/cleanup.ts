@@ -253,6 +253,8 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
       const ctx: SyncContext = {
         command: 'cleanup',
         sourceRoot: session.sourceRoot ?? '',
+        // Deletes need no source file: any delete_pending row of the destination is carried out.
+        sourceId: undefined,
         exclude: session.exclude,
         backend: session.backend,
         ledger,

@@ -39,6 +39,9 @@ export interface SyncSettings {
   readonly multipartThreshold: number;
   readonly partSize: number;
   readonly leaseMs: number;
+  /** How often this run's worker row gets a heartbeat, and after how long without one another worker counts as dead. */
+  readonly heartbeatMs: number;
+  readonly deadAfterMs: number;
   readonly retry: RetryPolicy;
   /** Rows claimed (intents committed) per ledger transaction. */
   readonly claimBatch: number;
@@ -56,6 +59,8 @@ export const DEFAULT_SETTINGS: SyncSettings = {
   multipartThreshold: 64 * 1024 * 1024,
   partSize: 16 * 1024 * 1024,
   leaseMs: 5 * 60_000,
+  heartbeatMs: 10_000,
+  deadAfterMs: 30_000,
   retry: { attempts: 5, baseMs: 200, maxMs: 10_000 },
   claimBatch: 64,
   outcomeBatch: 64,
@@ -95,6 +100,8 @@ export interface DeletionPolicy {
 export interface SyncContext extends PipelineContext {
   readonly command: string;
   readonly sourceRoot: string;
+  /** Which source the files belong to (worker.ts sourceIdentity): rows of other sources are never claimed, forgotten or deleted here. Undefined: the run reads no source (cleanup). */
+  readonly sourceId: string | undefined;
   readonly exclude: Matcher;
   readonly backend: Backend;
   readonly ledger: Ledger;

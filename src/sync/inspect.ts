@@ -12,6 +12,7 @@ import { IN_PROGRESS_STATUSES, OBJECT_STATUSES, type ObjectStatus } from '../cor
 import type { DestinationRow, ObjectRow, RunRow, RunStatus } from '../core/types.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { openLedgerAt, resolveLedger } from '../ledger/open.js';
+import { DEFAULT_DEAD_AFTER_MS } from './worker.js';
 import { isLeaseStale } from './owner.js';
 
 export interface InspectOptions {
@@ -281,4 +282,45 @@ export async function runs(opts: InspectOptions & { readonly limit?: number; rea
     rows.sort((a, b) => b.id - a.id);
     return { runs: rows.slice(0, limit).map((r) => runSummary(r, urls)) };
   });
+}
+
+export interface WorkerSummary {
+  readonly id: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly command: string;
+  readonly source: string | null;
+  readonly startedAt: IsoTime;
+  /** Seconds since its last heartbeat, on the ledger's clock. */
+  readonly heartbeatAgeMs: number;
+  /** running: heartbeat within the dead-after time; silent: past it (dead to the others, its rows are taken over); stopped: ended cleanly. */
+  readonly state: 'running' | 'silent' | 'stopped';
+  readonly stoppedAt: IsoTime | null;
+  /** Rows it holds leases on. */
+  readonly leased: number;
+}
+
+export interface WorkersReport {
+  readonly ledger: string;
+  readonly workers: WorkerSummary[];
+}
+
+/** `holdfast workers`: the processes working on this ledger (every host), with heartbeat age and leased rows. */
+export async function workers(opts: InspectOptions & { readonly all?: boolean; readonly deadAfterMs?: number } = {}): Promise<WorkersReport> {
+  const deadAfterMs = opts.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
+  return withLedger(opts, async (ledger) => ({
+    ledger: ledger.location,
+    workers: (await ledger.listWorkers({ includeStopped: opts.all === true })).map((w) => ({
+      id: w.id,
+      host: w.host,
+      pid: w.pid,
+      command: w.command,
+      source: w.sourceId,
+      startedAt: new Date(w.startedAt).toISOString(),
+      heartbeatAgeMs: w.heartbeatAgeMs,
+      state: w.stoppedAt !== null ? 'stopped' : w.heartbeatAgeMs >= deadAfterMs ? 'silent' : 'running',
+      stoppedAt: iso(w.stoppedAt),
+      leased: w.leased,
+    })),
+  }));
 }

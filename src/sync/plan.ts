@@ -102,6 +102,8 @@ export const planStep: Step<SyncContext> = {
           break;
         case 'gone':
           if (!row) break;
+          // Another source's row (another host's files under this destination): not this run's to forget or delete.
+          if (row.sourceId !== null && ctx.sourceId !== undefined && row.sourceId !== ctx.sourceId) break;
           // The scan could not vouch for it (unreadable, or a symlink it did not follow): the row stays as it is.
           if (ctx.passedOver.covers(key)) break;
           if (ctx.unreadable.covers(key)) {
@@ -264,7 +266,7 @@ async function planBatch(ctx: SyncContext, hasher: FileHasher, batch: readonly C
       else skipTouched(ctx, c, touched);
       continue;
     }
-    planned.push(toPlanned(c, h, reasonFor(c)));
+    planned.push(toPlanned(c, h, reasonFor(c), ctx.sourceId));
   }
 
   // Mode "all": content matches the ledger; make sure the destination agrees.
@@ -280,7 +282,7 @@ async function planBatch(ctx: SyncContext, hasher: FileHasher, batch: readonly C
               fallback: 'HOLDFAST_E_NETWORK',
             });
             if (info && info.sha256 === sha256 && info.size === c.file.size) skipTouched(ctx, c, touched);
-            else planned.push(toPlanned(c, sha256, info ? 'mismatch' : 'missing'));
+            else planned.push(toPlanned(c, sha256, info ? 'mismatch' : 'missing', ctx.sourceId));
           } catch (e) {
             const err = classifyError(e, 'HOLDFAST_E_NETWORK');
             if (err.code === 'HOLDFAST_E_CANCELLED') return;
@@ -325,8 +327,15 @@ async function planBatch(ctx: SyncContext, hasher: FileHasher, batch: readonly C
 }
 
 function skipTouched(ctx: SyncContext, c: Candidate, touched: TouchedObject[]): void {
-  if (c.row && (c.row.size !== c.file.size || c.row.mtimeMs !== c.file.mtimeMs || c.row.sourcePath !== c.file.path)) {
-    touched.push({ objectId: c.row.id, sourcePath: c.file.path, size: c.file.size, mtimeMs: c.file.mtimeMs, seen: { status: c.row.status, sha256: c.row.sha256 } });
+  if (c.row && (c.row.size !== c.file.size || c.row.mtimeMs !== c.file.mtimeMs || c.row.sourcePath !== c.file.path || (ctx.sourceId !== undefined && c.row.sourceId !== ctx.sourceId))) {
+    touched.push({
+      objectId: c.row.id,
+      sourcePath: c.file.path,
+      size: c.file.size,
+      mtimeMs: c.file.mtimeMs,
+      seen: { status: c.row.status, sha256: c.row.sha256 },
+      ...(ctx.sourceId !== undefined ? { sourceId: ctx.sourceId } : {}),
+    });
   }
   ctx.tally.skip();
 }
@@ -339,9 +348,9 @@ function reasonFor(c: Candidate): string {
   return 'new';
 }
 
-function toPlanned(c: Candidate, sha256: string, reason: string): PlannedUpload {
+function toPlanned(c: Candidate, sha256: string, reason: string, sourceId: string | undefined): PlannedUpload {
   const seen = c.row ? { status: c.row.status, sha256: c.row.sha256 } : null;
-  return { key: c.file.key, sourcePath: c.file.path, size: c.file.size, mtimeMs: c.file.mtimeMs, sha256, reason, seen };
+  return { key: c.file.key, sourcePath: c.file.path, size: c.file.size, mtimeMs: c.file.mtimeMs, sha256, reason, seen, ...(sourceId !== undefined ? { sourceId } : {}) };
 }
 
 function addTotals(ctx: SyncContext, planned: readonly PlannedUpload[]): void {

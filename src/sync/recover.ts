@@ -22,7 +22,9 @@ export const recoverStep: Step<SyncContext> = {
     const rows = await ctx.ledger.listInProgress(ctx.destination.id);
     // Leases are judged on the ledger's clock, the one every worker's lease was written with.
     const now = await ctx.ledger.clock();
-    const stale = rows.filter((r) => isLeaseStale(r, now, ctx.owner));
+    // A worker silent for deadAfterMs is dead, whatever its leases say: its rows are settled now.
+    const silent = new Set(rows.length > 0 ? await ctx.ledger.deadWorkers(ctx.settings.deadAfterMs) : []);
+    const stale = rows.filter((r) => isLeaseStale(r, now, ctx.owner) || (r.leaseOwner !== null && silent.has(r.leaseOwner)));
     const live = rows.length - stale.length;
     if (live > 0) ctx.events.emit('run:notice', { level: 'info', message: `${live} item(s) are being worked on by another live run; leaving them to it` });
     if (stale.length === 0) return 'continue';
@@ -44,7 +46,7 @@ export const recoverStep: Step<SyncContext> = {
       ctx.owner,
       ctx.settings.leaseMs,
       ctx.runId,
-      { deadOwners },
+      { deadOwners, deadAfterMs: ctx.settings.deadAfterMs },
     );
     await resolveRows(ctx, taken);
     return 'continue';

@@ -32,6 +32,7 @@ import { DEFAULT_SETTINGS, type DeletionPolicy, type FileFacts, type SyncContext
 import { deleteStep } from './delete.js';
 import { finalizeStep } from './finalize.js';
 import { makeOwner, registerOwner } from './owner.js';
+import { sourceIdentity, WorkerPresence } from './worker.js';
 import { planStep } from './plan.js';
 import { recoverStep } from './recover.js';
 import { RunTally } from './tally.js';
@@ -67,6 +68,13 @@ export interface TransferOptions extends Partial<SyncSettings> {
   readonly stateDir?: string;
   /** Which ledger: postgres://… (many workers) or sqlite:<state directory>; wins over `stateDir`; default $HOLDFAST_LEDGER, then the state directory. */
   readonly ledgerUrl?: string;
+  /**
+   * The source is a shared file system (NFS, SMB) that several hosts mount:
+   * give it the same name on each, and their runs split its work. Without it a
+   * source is this host's directory, and rows planned from another host's
+   * source are never claimed, forgotten or deleted by this one.
+   */
+  readonly sharedSource?: string;
   /** Glob patterns to leave out (gitignore-like); `.holdfastignore` in the source root is read too. */
   readonly exclude?: readonly string[];
   /** Backend settings for every destination (a DestinationSpec's own options win). */
@@ -138,6 +146,7 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
   const ownsLedger = ledger === undefined;
   const cancellation = new Cancellation({ signal: options.signal, stopSignal: options.stopSignal, drainMs: options.drainMs });
   let unregister: (() => void) | undefined;
+  let presence: WorkerPresence | undefined;
   try {
     for (const spec of specs) {
       const backend = await openBackend(spec.url, { ...options.backendOptions, ...spec.backendOptions });
@@ -175,12 +184,16 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
     }
     const owner = makeOwner();
     unregister = registerOwner(owner);
+    const sourceId = await sourceIdentity(sourceRoot, options.sharedSource);
+    // Seen by the other workers of the ledger (other processes, other hosts) until the run ends.
+    if (!settings.dryRun) presence = await WorkerPresence.start(ledger, { id: owner, command: kind.command, sourceId, heartbeatMs: settings.heartbeatMs });
     const events = options.events ?? new RunEvents();
     const shared: SharedRun = {
       ledger,
       kind,
       settings,
       sourceRoot,
+      sourceId,
       exclude,
       owner,
       cancellation,
@@ -204,6 +217,7 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
     events.emit('run:done', { report });
     return report;
   } finally {
+    await presence?.stop();
     unregister?.();
     cancellation.dispose();
     for (const o of opened) await o.backend.close().catch(() => undefined);
@@ -349,6 +363,7 @@ interface SharedRun {
   readonly kind: TransferKind;
   readonly settings: SyncSettings;
   readonly sourceRoot: string;
+  readonly sourceId: string;
   readonly exclude: Matcher;
   readonly owner: string;
   readonly cancellation: Cancellation;
@@ -378,6 +393,7 @@ async function runDestination(shared: SharedRun, o: OpenDestination): Promise<De
   const ctx: SyncContext = {
     command: kind.command,
     sourceRoot: shared.sourceRoot,
+    sourceId: shared.sourceId,
     exclude: shared.exclude,
     backend,
     ledger,

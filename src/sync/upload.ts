@@ -48,7 +48,16 @@ export const uploadStep: Step<SyncContext> = {
         const claimedAt = performance.now();
         try {
           rows = await withRetry(
-            () => ctx.ledger.claim({ destinationId, owner: ctx.owner, limit: settings.claimBatch, leaseMs: settings.leaseMs, runId: ctx.runId }),
+            () =>
+              ctx.ledger.claim({
+                destinationId,
+                owner: ctx.owner,
+                limit: settings.claimBatch,
+                leaseMs: settings.leaseMs,
+                runId: ctx.runId,
+                // Only files this run can read: rows of its own source (another host's are that host's to send).
+                ...(ctx.sourceId !== undefined ? { sourceId: ctx.sourceId } : {}),
+              }),
             { policy: settings.retry, signal: cancellation.stopping, fallback: 'HOLDFAST_E_LEDGER_WRITE' },
           );
         } catch (e) {

@@ -411,6 +411,67 @@ export function ledgerConformance(name: string, open: () => Promise<LedgerHarnes
       });
     });
 
+    void describe('workers and sources', () => {
+      void it('registers workers with a heartbeat on the ledger’s clock; silent ones are dead; retired ones are gone from the list', async () => {
+        const before = await ledger.clock();
+        await ledger.registerWorker({ id: 'h1:10:aa', host: 'h1', pid: 10, command: 'push', sourceId: 'h1:/src' });
+        await ledger.registerWorker({ id: 'h2:20:bb', host: 'h2', pid: 20, command: 'watch', sourceId: null });
+        let list = await ledger.listWorkers();
+        assert.deepEqual(list.map((w) => w.id).sort(), ['h1:10:aa', 'h2:20:bb']);
+        const h1 = list.find((w) => w.id === 'h1:10:aa')!;
+        assert.equal(h1.host, 'h1');
+        assert.equal(h1.pid, 10);
+        assert.equal(h1.command, 'push');
+        assert.equal(h1.sourceId, 'h1:/src');
+        assert.ok(h1.heartbeatAt >= before && h1.heartbeatAgeMs >= 0);
+        assert.equal(h1.leased, 0);
+        // Nobody is silent for a minute yet; everybody is silent for 0 ms.
+        assert.deepEqual(await ledger.deadWorkers(60_000), []);
+        assert.deepEqual((await ledger.deadWorkers(0)).sort(), ['h1:10:aa', 'h2:20:bb']);
+        assert.equal(await ledger.heartbeat('h1:10:aa'), true);
+        assert.equal(await ledger.heartbeat('nobody'), false);
+        // Leases held show as leased rows.
+        await ledger.planUploads(dest.id, [planned('w1'), planned('w2')], null);
+        await ledger.claim({ destinationId: dest.id, owner: 'h1:10:aa', limit: 10, leaseMs: 60_000, runId: null });
+        assert.equal((await ledger.listWorkers()).find((w) => w.id === 'h1:10:aa')?.leased, 2);
+        await ledger.retireWorker('h2:20:bb');
+        list = await ledger.listWorkers();
+        assert.deepEqual(
+          list.map((w) => w.id),
+          ['h1:10:aa'],
+        );
+        assert.ok((await ledger.listWorkers({ includeStopped: true })).some((w) => w.id === 'h2:20:bb' && w.stoppedAt !== null));
+        assert.deepEqual(await ledger.deadWorkers(0), ['h1:10:aa'], 'a stopped worker is not dead, it is gone');
+      });
+
+      void it('takeOver takes the rows of a worker silent past deadAfterMs even while its lease runs', async () => {
+        await ledger.registerWorker({ id: 'silent', host: 'h', pid: 1, command: 'push', sourceId: null });
+        await ledger.planUploads(dest.id, [planned('s1')], null);
+        const [s1] = await ledger.claim({ destinationId: dest.id, owner: 'silent', limit: 1, leaseMs: 60_000, runId: null });
+        const ask = [{ objectId: s1!.id, attemptId: s1!.attemptId! }];
+        assert.deepEqual(await ledger.takeOver(ask, OWNER, 1000, null, { deadAfterMs: 60_000 }), [], 'heard from recently: its lease stands');
+        const taken = await ledger.takeOver(ask, OWNER, 1000, null, { deadAfterMs: 0 });
+        assert.deepEqual(
+          taken.map((r) => r.key),
+          ['s1'],
+        );
+      });
+
+      void it('rows carry their source; a claim for one source takes its rows and those of none, never another source’s', async () => {
+        await ledger.planUploads(dest.id, [planned('a1', { sourceId: 'hostA:/data' }), planned('b1', { sourceId: 'hostB:/data' }), planned('n1')], null);
+        assert.equal((await mustGet('a1')).sourceId, 'hostA:/data');
+        assert.equal((await mustGet('n1')).sourceId, null);
+        const forB = await ledger.claim({ destinationId: dest.id, owner: OWNER, limit: 10, leaseMs: 60_000, runId: null, sourceId: 'hostB:/data' });
+        assert.deepEqual(
+          forB.map((r) => r.key),
+          ['b1', 'n1'],
+        );
+        // A row planned again from another source is that source's now.
+        await ledger.planUploads(dest.id, [planned('a1', { sourceId: 'hostB:/data', sha256: SHA_B, reason: 'changed' })], null);
+        assert.equal((await mustGet('a1')).sourceId, 'hostB:/data');
+      });
+    });
+
     void describe('takeOver and leases', () => {
       void it('takes over rows fenced on their current attempt; the old attempt is then refused', async () => {
         await ledger.planUploads(dest.id, [planned('t1'), planned('t2')], null);

@@ -20,6 +20,7 @@ export interface TransferFlags {
   transfers?: number;
   exclude: string[];
   followSymlinks?: boolean;
+  sharedSource?: string;
   multipartThreshold?: number;
   partSize?: number;
   s3Endpoint?: string;
@@ -53,6 +54,7 @@ export function addTransferOptions(cmd: Command): Command {
     .option('--transfers <n>', 'parallel transfers, 1 to 1024 (memory: at most transfers x part size)', transfersArg)
     .option('--exclude <glob>', 'leave out matching paths (gitignore-like; repeatable; .holdfastignore is read too)', collect, [] as string[])
     .option('--follow-symlinks', 'follow symbolic links (default: skip and report them)')
+    .option('--shared-source <name>', 'the source is a shared file system (NFS, SMB) that several hosts mount: give it the same name on each, and with one PostgreSQL ledger their runs split the work', textArg)
     .option('--multipart-threshold <size>', 'files at least this large are sent in parts (default 64MiB)', sizeArg)
     .option('--part-size <size>', 'part size for multipart uploads (default 16MiB)', sizeArg)
     .option('--no-fsync', 'file:// destinations: do not fsync (faster, not crash-safe; for tests)')
@@ -89,6 +91,7 @@ export function transferOptionsFrom(source: string, destinations: string | reado
     partSize: flags.partSize,
     exclude: flags.exclude,
     followSymlinks: flags.followSymlinks === true,
+    ...(flags.sharedSource !== undefined ? { sharedSource: flags.sharedSource } : {}),
     retry: { ...DEFAULT_RETRY, attempts: flags.retries },
     backendOptions: backendOptionsFrom(flags),
     drainMs: flags.drainTimeout * 1000,
