@@ -87,9 +87,11 @@ export interface DestinationStatus {
 }
 
 export interface StatusReport {
-  /** Where the ledger is (file path). */
+  /** Where the ledger is (file path, or the PostgreSQL URL without its password). */
   readonly ledger: string;
   readonly destinations: DestinationStatus[];
+  /** The workers running on the ledger now (every host): see `holdfast workers`. */
+  readonly workers: WorkerSummary[];
 }
 
 export interface HistoryEntry {
@@ -239,7 +241,7 @@ export async function status(opts: InspectOptions & { readonly destination?: str
         needsAttention: failingCount + stale.length + objects.delete_pending.count,
       });
     }
-    return { ledger: ledger.location, destinations: out };
+    return { ledger: ledger.location, destinations: out, workers: await workerSummaries(ledger, false, DEFAULT_DEAD_AFTER_MS) };
   });
 }
 
@@ -307,20 +309,20 @@ export interface WorkersReport {
 
 /** `holdfast workers`: the processes working on this ledger (every host), with heartbeat age and leased rows. */
 export async function workers(opts: InspectOptions & { readonly all?: boolean; readonly deadAfterMs?: number } = {}): Promise<WorkersReport> {
-  const deadAfterMs = opts.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
-  return withLedger(opts, async (ledger) => ({
-    ledger: ledger.location,
-    workers: (await ledger.listWorkers({ includeStopped: opts.all === true })).map((w) => ({
-      id: w.id,
-      host: w.host,
-      pid: w.pid,
-      command: w.command,
-      source: w.sourceId,
-      startedAt: new Date(w.startedAt).toISOString(),
-      heartbeatAgeMs: w.heartbeatAgeMs,
-      state: w.stoppedAt !== null ? 'stopped' : w.heartbeatAgeMs >= deadAfterMs ? 'silent' : 'running',
-      stoppedAt: iso(w.stoppedAt),
-      leased: w.leased,
-    })),
+  return withLedger(opts, async (ledger) => ({ ledger: ledger.location, workers: await workerSummaries(ledger, opts.all === true, opts.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS) }));
+}
+
+async function workerSummaries(ledger: Ledger, all: boolean, deadAfterMs: number): Promise<WorkerSummary[]> {
+  return (await ledger.listWorkers({ includeStopped: all })).map((w) => ({
+    id: w.id,
+    host: w.host,
+    pid: w.pid,
+    command: w.command,
+    source: w.sourceId,
+    startedAt: new Date(w.startedAt).toISOString(),
+    heartbeatAgeMs: w.heartbeatAgeMs,
+    state: w.stoppedAt !== null ? 'stopped' : w.heartbeatAgeMs >= deadAfterMs ? 'silent' : 'running',
+    stoppedAt: iso(w.stoppedAt),
+    leased: w.leased,
   }));
 }

@@ -213,6 +213,29 @@ describe('holdfast status / history / runs', () => {
     const { existsSync } = await import('node:fs');
     assert.ok(!existsSync(empty), 'a read-only command created no ledger');
   });
+
+  it('workers: every run was a worker that ended; one still registered shows in workers and status', async () => {
+    const ended = json<{ workers: { command: string; state: string; host: string; leased: number }[] }>(await cli('workers', '--all', '--json'));
+    assert.ok(ended.workers.length >= 2, JSON.stringify(ended));
+    assert.ok(ended.workers.every((w) => w.command === 'push' && w.state === 'stopped' && w.leased === 0));
+    assert.deepEqual(json<{ workers: unknown[] }>(await cli('workers', '--json')).workers, [], 'none is running');
+    // A worker of another host, heard from just now.
+    const ledger = await openLedger({ stateDir: state });
+    try {
+      await ledger.registerWorker({ id: 'otherhost:4242:abcd', host: 'otherhost', pid: 4242, command: 'watch', sourceId: 'shared:exports' });
+    } finally {
+      await ledger.close();
+    }
+    const text = await cli('workers');
+    assert.match(text.stdout, /^host\s+pid\s+command\s+started\s+heartbeat\s+state\s+leased\s+source$/m);
+    assert.match(text.stdout, /^otherhost\s+4242\s+watch\s+\S+ \S+\s+\d+ s ago\s+running\s+0\s+shared:exports$/m);
+    const st = await cli('status');
+    assert.match(st.stdout, /^workers: 1 running on otherhost; 0 row\(s\) leased/m);
+    assert.deepEqual(
+      json<StatusReport>(await cli('status', '--json')).workers.map((w) => w.id),
+      ['otherhost:4242:abcd'],
+    );
+  });
 });
 
 describe('status() on states pushes rarely leave', () => {

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
 import { OBJECT_STATUSES } from '../../core/status.js';
-import { status, type DestinationStatus, type ItemSummary, type RunSummary } from '../../sync/inspect.js';
+import { status, type StatusReport, type DestinationStatus, type ItemSummary, type RunSummary } from '../../sync/inspect.js';
 import { failCommand, intArg, LEDGER_HELP, ledgerChoiceFrom, out, pathArg, STATE_HELP, textArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { formatTable, oneLine } from '../table.js';
@@ -117,6 +117,18 @@ function destinationText(d: DestinationStatus): string[] {
   return lines;
 }
 
+/** One line on the workers running now (none: nothing to say). */
+function workersText(workers: StatusReport['workers']): string[] {
+  if (workers.length === 0) return [];
+  const running = workers.filter((w) => w.state === 'running');
+  const silent = workers.filter((w) => w.state === 'silent');
+  const hosts = [...new Set(running.map((w) => w.host))];
+  const leased = workers.reduce((n, w) => n + w.leased, 0);
+  const parts = [`${running.length} running${hosts.length > 0 ? ` on ${hosts.join(', ')}` : ''}`];
+  if (silent.length > 0) parts.push(`${silent.length} silent (dead to the others: the next run takes their rows over)`);
+  return ['', `workers: ${parts.join(', ')}; ${leased} row(s) leased — holdfast workers lists them`];
+}
+
 export function registerStatus(program: Command): void {
   program
     .command('status')
@@ -142,10 +154,10 @@ ${INSPECT_EXIT_HELP}`,
         flags,
         () => status({ ...ledgerChoiceFrom(flags), ...(destination !== undefined ? { destination } : {}), ...(flags.limit !== undefined ? { limit: flags.limit } : {}) }),
         (report) => {
-          if (report.destinations.length === 0) return [`the ledger at ${report.ledger} tracks no destinations yet`];
-          const lines: string[] = [];
+          const lines: string[] = report.destinations.length === 0 ? [`the ledger at ${report.ledger} tracks no destinations yet`] : [];
           for (const d of report.destinations) lines.push(...destinationText(d), '');
-          lines.pop();
+          if (report.destinations.length > 0) lines.pop();
+          lines.push(...workersText(report.workers));
           return lines;
         },
       );
