@@ -77,6 +77,8 @@ function rootFromUrl(url: URL): string {
   } catch (e) {
     throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: `${(e as Error).message}; expected file:///absolute/path` }, { cause: e });
   }
+  // A NUL cannot be in a path (the file system would stop reading the name there).
+  if (path.includes('\0')) throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: 'the path contains a NUL character (%00), which no file name can hold' });
   return resolve(path);
 }
 

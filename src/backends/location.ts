@@ -8,6 +8,9 @@
 // to name the same object) and a prefix inside it. Two destinations overlap
 // when their namespaces are equal and one prefix starts with the other.
 
+import { realpath } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
 export interface DestinationLocation {
   /**
    * The space keys are stored in, ending with "/": `file://` (this host's
@@ -44,4 +47,26 @@ export function locationsOverlap(a: DestinationLocation, b: DestinationLocation)
 export function endpointPart(endpoint: string): string {
   const u = new URL(endpoint);
   return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+}
+
+/**
+ * `l` with its directory's symbolic links resolved (file:// only; other
+ * namespaces are returned as they are): two spellings of one directory
+ * (`/mnt/backup` → `/srv/disk`) must be seen to overlap. The identity kept
+ * in the ledger stays the path as written.
+ */
+export async function realLocation(l: DestinationLocation): Promise<DestinationLocation> {
+  if (l.namespace !== 'file://') return l;
+  return { namespace: l.namespace, prefix: `${await realPath(l.prefix)}/` };
+}
+
+/** The path with symbolic links resolved; for a path that does not exist yet, its nearest existing parent resolved and the rest appended. */
+export async function realPath(path: string): Promise<string> {
+  const clean = path.length > 1 ? path.replace(/\/+$/, '') : path;
+  try {
+    return await realpath(clean);
+  } catch {
+    const parent = dirname(clean);
+    return parent === clean ? clean : join(await realPath(parent), basename(clean));
+  }
 }

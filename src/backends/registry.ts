@@ -5,6 +5,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { HoldfastError } from '../core/errors.js';
+import { timerProblem } from '../core/units.js';
 import type { Backend, BackendFactory, BackendOptions } from './backend.js';
 
 interface BackendModule {
@@ -133,6 +134,8 @@ function safeDecode(text: string): string {
  * Does not contact the destination: call `backend.ensureReady()` for that.
  */
 export async function openBackend(url: string, options: BackendOptions = {}): Promise<Backend> {
+  const problem = options.requestTimeoutMs === undefined ? undefined : timerProblem(options.requestTimeoutMs);
+  if (problem !== undefined) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `requestTimeoutMs: ${problem}` });
   const parsed = parseDestinationUrl(url);
   const scheme = parsed.protocol.replace(/:$/, '').toLowerCase();
   const load = LOADERS[scheme];

@@ -169,8 +169,20 @@ export function parseS3Url(url: URL): { bucket: string; prefix: string } {
   if (!/^[a-z0-9][a-z0-9.\-_]{1,254}$/i.test(bucket)) {
     throw new HoldfastError('HOLDFAST_E_BAD_URL', { url: shown, detail: `"${bucket}" is not a valid bucket name` });
   }
-  const prefix = prefixFromUrl(url, shown, (p) => validateKeyCommon(p, { maxKeyBytes: CAPABILITIES.maxKeyBytes }));
+  // The prefix is part of every key: the same rules (a control character in it would make every object unlistable).
+  const prefix = prefixFromUrl(url, shown, (p) => validateS3Key(p, ''));
   return { bucket, prefix };
+}
+
+/**
+ * The common rules, and S3's own: listings are XML 1.0, which cannot carry
+ * most C0 controls (nor U+FFFE/U+FFFF), and whose parsers turn "\r" into
+ * "\n": such keys could be written but never listed back as themselves. (Tab
+ * and newline are fine.)
+ */
+function validateS3Key(key: string, prefix: string): void {
+  validateKeyCommon(key, { maxKeyBytes: CAPABILITIES.maxKeyBytes, prefix });
+  if (XML_UNSAFE.test(key)) throw keyInvalidError(key, 'S3 listings (XML) cannot return control characters other than tab and newline');
 }
 
 interface S3BackendConfig {
@@ -259,11 +271,7 @@ export class S3Backend implements Backend {
   }
 
   validateKey(key: string): void {
-    validateKeyCommon(key, { maxKeyBytes: CAPABILITIES.maxKeyBytes, prefix: this.prefix });
-    // Listings are XML 1.0, which cannot carry most C0 controls, and whose
-    // parsers turn "\r" into "\n": such keys could be written but never
-    // listed back as themselves. (Tab and newline are fine.)
-    if (XML_UNSAFE.test(key)) throw keyInvalidError(key, 'S3 listings (XML) cannot return control characters other than tab and newline');
+    validateS3Key(key, this.prefix);
   }
 
   private fullKey(key: string): string {

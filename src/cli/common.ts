@@ -4,7 +4,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { EXIT, classifyError, exitCodeOf } from '../core/errors.js';
 import type { RunReport } from '../core/report.js';
-import { parseDecimal, parseDuration, parseSize, parseWholeNumber } from '../core/units.js';
+import { MAX_TIMER_MS, parseDecimal, parseDuration, parseSize, parseWholeNumber, timerProblem } from '../core/units.js';
 
 export const out = (text: string): void => void process.stdout.write(text);
 export const err = (text: string): void => void process.stderr.write(text);
@@ -34,8 +34,11 @@ export function wholeNumberArg(min: number, max: number = Number.MAX_SAFE_INTEGE
   };
 }
 
-/** A positive whole number (counts: --retries, --limit, seconds of --drain-timeout...). */
+/** A positive whole number (counts: --retries, --limit...). */
 export const intArg = wholeNumberArg(1);
+
+/** Whole seconds a timer waits (--drain-timeout, --request-timeout): at most what a Node.js timer takes. */
+export const timerSecondsArg = wholeNumberArg(1, Math.floor(MAX_TIMER_MS / 1000));
 
 /** Parallel transfers: the engine's range, said before anything starts. */
 export const transfersArg = wholeNumberArg(1, 1024);
@@ -44,6 +47,8 @@ export const transfersArg = wholeNumberArg(1, 1024);
 export function secondsArg(value: string): number {
   const n = parseDecimal(value);
   if (n === undefined) throw new InvalidArgumentError('expected a number of seconds such as 2 or 0.5 (digits only)');
+  const problem = timerProblem(n * 1000);
+  if (problem !== undefined) throw new InvalidArgumentError(problem);
   return n;
 }
 

@@ -69,7 +69,52 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * Arguments whose bytes are not valid UTF-8. Node.js decodes them with U+FFFD
+ * in place of the bad bytes, which names another path (`s\xff` would become
+ * `s\uFFFD`, perhaps an existing directory): such an argument is refused,
+ * never taken for a different one. The bytes as given are read from
+ * /proc/self/cmdline where there is one (Linux).
+ */
+export function invalidUtf8Arguments(cmdline: Buffer | undefined, count: number): string[] {
+  if (cmdline === undefined || count <= 0) return [];
+  const entries: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i < cmdline.length; i++) {
+    if (cmdline[i] !== 0) continue;
+    entries.push(cmdline.subarray(start, i));
+    start = i + 1;
+  }
+  if (start < cmdline.length) entries.push(cmdline.subarray(start));
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const bad: string[] = [];
+  // The command's own arguments are the last ones (node's options and the script come first).
+  for (const raw of entries.slice(-count)) {
+    try {
+      decoder.decode(raw);
+    } catch {
+      bad.push(raw.toString('utf8'));
+    }
+  }
+  return bad;
+}
+
+function rawCommandLine(): Buffer | undefined {
+  try {
+    return readFileSync('/proc/self/cmdline');
+  } catch {
+    return undefined;
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
+  const bad = invalidUtf8Arguments(rawCommandLine(), argv.length - 2);
+  if (bad.length > 0) {
+    err(
+      `holdfast: HOLDFAST_E_USAGE: ${bad.map((b) => JSON.stringify(b)).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not valid UTF-8 (shown with \uFFFD for the bad bytes); Holdfast cannot name such a path — rename it, or give its parent directory\n`,
+    );
+    return EXIT.usage;
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -44,3 +44,18 @@ export function parseDuration(text: string): number | undefined {
   const ms = n * (UNIT_MS[(m[2] ?? 's').toLowerCase()] ?? 1000);
   return Number.isSafeInteger(ms) ? ms : undefined;
 }
+
+/** The longest delay a Node.js timer takes (2^31 − 1 ms, about 24.8 days); a longer one fires at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Undefined when `ms` can be a timer's delay (a number from 0 to MAX_TIMER_MS),
+ * else the reason it cannot: Node.js would fire a longer timer at once, so a
+ * huge drain timeout would abort at once and a huge request timeout would
+ * time every request out — the opposite of what was asked.
+ */
+export function timerProblem(ms: number): string | undefined {
+  if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) return `expected a number of milliseconds of 0 or more, got ${String(ms)}`;
+  if (ms > MAX_TIMER_MS) return `at most ${Math.floor(MAX_TIMER_MS / 1000)} seconds (about 24 days), got ${Math.round(ms / 1000)} s`;
+  return undefined;
+}

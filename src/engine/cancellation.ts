@@ -4,6 +4,8 @@
 // async call that moves bytes.
 
 import { setMaxListeners } from 'node:events';
+import { HoldfastError } from '../core/errors.js';
+import { timerProblem } from '../core/units.js';
 
 export class Cancellation {
   readonly #stop = new AbortController();
@@ -14,6 +16,8 @@ export class Cancellation {
 
   constructor(links: { signal?: AbortSignal; stopSignal?: AbortSignal; drainMs?: number } = {}) {
     const { signal, stopSignal, drainMs } = links;
+    const problem = drainMs === undefined ? undefined : timerProblem(drainMs);
+    if (problem !== undefined) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `drainMs: ${problem}` });
     // Every in-flight operation listens to these signals (hundreds at once is normal), so the default warning at 10 is noise.
     setMaxListeners(0, this.#stop.signal, this.#abort.signal);
     if (signal) {

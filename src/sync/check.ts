@@ -18,12 +18,13 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Backend, BackendOptions, MultipartUploadInfo, ObjectInfo } from '../backends/backend.js';
+import { prefixWithin, realLocation } from '../backends/location.js';
 import { openBackend } from '../backends/registry.js';
 import { HoldfastError, classifyError, throwIfAborted } from '../core/errors.js';
 import type { ObjectStatus } from '../core/status.js';
 import type { DestinationRow, ObjectRow, SourceFile } from '../core/types.js';
 import { Limiter } from '../engine/limiter.js';
-import { DEFAULT_RETRY, backoffDelay, sleep, withRetry, type RetryPolicy } from '../engine/retry.js';
+import { DEFAULT_RETRY, backoffDelay, checkRetryPolicy, sleep, withRetry, type RetryPolicy } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { ledgerMayExist, openLedger, openLedgerAt, resolveLedger } from '../ledger/open.js';
 import { mergeJoin, sameMtimeMs, type JoinedKey } from '../scan/change-detection.js';
@@ -303,6 +304,7 @@ export async function openConsistencySession(options: ConsistencyOptions, mode: 
     throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `transfers must be an integer from 1 to 1024, got ${transfers}` });
   }
   const retry = options.retry ?? DEFAULT_RETRY;
+  checkRetryPolicy(retry);
   let sourceRoot: string | undefined;
   let exclude: Matcher = MATCH_NOTHING;
   if (options.source !== undefined) {
@@ -326,6 +328,7 @@ export async function openConsistencySession(options: ConsistencyOptions, mode: 
     });
     if (ledger === undefined) {
       const target = resolveLedger(options);
+      if (target.kind === 'sqlite') await refuseLedgerInside(backend, target.stateDir);
       // Reading must not create a ledger: without one, everything is judged against an empty ledger.
       const inMemory = !mode.write && !ledgerMayExist(target);
       // Only verification times are ever written by a check: without re-reads, the ledger is opened read-only.
@@ -352,6 +355,16 @@ export async function openConsistencySession(options: ConsistencyOptions, mode: 
     await backend.close().catch(() => undefined);
     if (ownsLedger) await ledger?.close().catch(() => undefined);
     throw e;
+  }
+}
+
+/** The SQLite ledger inside the destination would be listed as objects, and a cleanup would delete it. */
+async function refuseLedgerInside(backend: Backend, stateDir: string): Promise<void> {
+  const inside = prefixWithin(await realLocation(backend.location), await realLocation({ namespace: 'file://', prefix: `${stateDir}/` }));
+  if (inside !== undefined) {
+    throw new HoldfastError('HOLDFAST_E_USAGE', {
+      detail: `the ledger's directory ${stateDir} is inside the destination ${backend.url}: its files would be listed as objects (and a cleanup would delete the ledger); keep the state directory (--state) outside the destination`,
+    });
   }
 }
 

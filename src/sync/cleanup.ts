@@ -23,7 +23,7 @@
 
 import { setMaxListeners } from 'node:events';
 import type { ObjectInfo } from '../backends/backend.js';
-import { prefixWithin } from '../backends/location.js';
+import { prefixWithin, realLocation } from '../backends/location.js';
 import type { AdoptedObject } from '../ledger/ledger.js';
 import { HoldfastError, classifyError } from '../core/errors.js';
 import type { ReportError } from '../core/report.js';
@@ -53,6 +53,7 @@ import {
 } from './check.js';
 import { DEFAULT_SETTINGS, type SyncContext } from './context.js';
 import { deleteStep } from './delete.js';
+import { recoverStep } from './recover.js';
 import { makeOwner, registerOwner } from './owner.js';
 import { parseMaxDelete } from './sync.js';
 import { RunTally } from './tally.js';
@@ -208,6 +209,45 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
     const olderThanMs = options.olderThanMs ?? DEFAULT_OLDER_THAN_MS;
     const acc = new Account(options.maxItems ?? DEFAULT_MAX_FINDINGS);
 
+    const owner = makeOwner();
+    unregister = registerOwner(owner);
+    const run = apply && destination !== undefined ? await ledger.startRun({ command: 'cleanup', destinationId: destination.id, source: session.sourceRoot ?? null, owner }) : undefined;
+    runId = run?.id ?? null;
+    const events = options.events ?? new RunEvents();
+    const deletes = { completed: 0, failed: 0, partial: 0, refused: 0 };
+    const stepErrors: SyncContext['stepErrors'] = [];
+    const tally = new RunTally();
+    const opened = session;
+    /** The context the sync steps cleanup borrows (recover, delete) work in. */
+    const stepContext = (): SyncContext => ({
+      command: 'cleanup',
+      sourceRoot: opened.sourceRoot ?? '',
+      // Deletes and recovery need no source file: any row of the destination is theirs.
+      sourceId: undefined,
+      exclude: opened.exclude,
+      backend: opened.backend,
+      ledger,
+      destination,
+      runId,
+      owner,
+      settings: { ...DEFAULT_SETTINGS, transfers: opened.transfers, retry: opened.retry },
+      tally,
+      deletes,
+      deletion: { ...limits, allowEmptySource: false, deleteExcluded: false },
+      plan: { files: 0, bytes: 0, keys: new Set() },
+      startedAt: started,
+      cancellation,
+      events,
+      stepErrors,
+      unreadable: new KeyCover(),
+      passedOver: new KeyCover(),
+      requests: new Limiter(opened.transfers),
+      breaker: new DestinationBreaker(),
+    });
+    // An interrupted run (a killed cleanup or sync) may have left deletes or uploads in progress:
+    // settle them first, by asking the destination, so this cleanup sees (and can finish) them.
+    if (apply && destination !== undefined) await recoverStep.run(stepContext(), { abortedBy: undefined });
+
     // Pass 1: count, so the deletion cap is decided before anything is marked.
     const first = await runCheck(session, { maxFindings: 0, olderThanMs });
     const found = first.counts;
@@ -220,12 +260,6 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
     const tracked = countOf('upload_completed') + pendingDeletes;
     const limit = limits.maxCount ?? Math.floor(((limits.maxPercent ?? 50) / 100) * tracked);
     const limitText = `${limit}${limits.maxCount === undefined ? ` (${limits.maxPercent ?? 50}% of ${tracked} tracked objects)` : ''}`;
-
-    const owner = makeOwner();
-    unregister = registerOwner(owner);
-    const run = apply && destination !== undefined ? await ledger.startRun({ command: 'cleanup', destinationId: destination.id, source: session.sourceRoot ?? null, owner }) : undefined;
-    runId = run?.id ?? null;
-    const events = options.events ?? new RunEvents();
 
     // Pass 2 decides every key; the deletions it wants are marked only if, with the ones
     // already pending, they stay within the cap: all of them, or none (DESIGN §2 promise 5).
@@ -246,41 +280,15 @@ export async function cleanup(options: CleanupOptions): Promise<CleanupReport> {
     await worker.staleUploads(olderThanMs, cancellation);
 
     // The deletions themselves: the ordinary delete step, intent → effect → outcome per object.
-    const deletes = { completed: 0, failed: 0, partial: 0, refused: 0 };
-    const stepErrors: SyncContext['stepErrors'] = [];
-    const tally = new RunTally();
     if (apply && destination !== undefined && refusal === undefined && (worker.marked > 0 || pendingDeletes > 0) && !cancellation.stopping.aborted) {
-      const ctx: SyncContext = {
-        command: 'cleanup',
-        sourceRoot: session.sourceRoot ?? '',
-        // Deletes need no source file: any delete_pending row of the destination is carried out.
-        sourceId: undefined,
-        exclude: session.exclude,
-        backend: session.backend,
-        ledger,
-        destination,
-        runId,
-        owner,
-        settings: { ...DEFAULT_SETTINGS, transfers: session.transfers, retry: session.retry },
-        tally,
-        deletes,
-        deletion: { ...limits, allowEmptySource: false, deleteExcluded: false },
-        plan: { files: 0, bytes: 0, keys: new Set() },
-        startedAt: started,
-        cancellation,
-        events,
-        stepErrors,
-        unreadable: new KeyCover(),
-    passedOver: new KeyCover(),
-        requests: new Limiter(session.transfers),
-        breaker: new DestinationBreaker(),
-      };
-      await deleteStep().run(ctx, { abortedBy: undefined });
+      await deleteStep().run(stepContext(), { abortedBy: undefined });
       acc.done.deleted = deletes.completed;
-      for (const e of tally.errors) acc.error(e.key, e.code, e.message);
-      for (const e of stepErrors) acc.error(e.key, e.code, e.message);
-      for (const n of tally.notes) acc.notes.push(`${n.key}: ${n.note}`);
     }
+    // What recovery and the delete step reported.
+    for (const e of tally.errors) acc.error(e.key, e.code, e.message);
+    for (const e of stepErrors) acc.error(e.key, e.code, e.message);
+    for (const n of tally.notes) acc.notes.push(`${n.key}: ${n.note}`);
+    if (tally.counts.recovered > 0) acc.notes.push(`${tally.counts.recovered} upload(s) interrupted by an earlier run were found on the destination and recorded`);
     acc.refused += worker.refused;
 
     const cancelled = cancellation.cancelled;
@@ -364,10 +372,11 @@ class Pass2 {
    * the objects under "nested/" are the second one's, never orphans here.
    */
   async loadNeighbours(): Promise<void> {
-    const here = this.session.backend.location;
+    // Compared with symbolic links resolved: /mnt/backup and /srv/disk/backup may be one place.
+    const here = await realLocation(this.session.backend.location);
     for (const d of await this.session.ledger.listDestinations()) {
       if (d.id === this.session.destination?.id || d.namespace === null || d.identity === null) continue;
-      const there = { namespace: d.namespace, prefix: d.identity.slice(d.namespace.length) };
+      const there = await realLocation({ namespace: d.namespace, prefix: d.identity.slice(d.namespace.length) });
       const inner = prefixWithin(here, there);
       if (inner !== undefined && inner !== '') this.#nested.push({ prefix: inner, url: d.url });
       const outer = prefixWithin(there, here);

@@ -9,7 +9,7 @@
 
 import { PassThrough, pipeline } from 'node:stream';
 import type { Backend, BodySource } from '../backends/backend.js';
-import { classifyError } from '../core/errors.js';
+import { classifyError, HoldfastError } from '../core/errors.js';
 import type { ObjectRow } from '../core/types.js';
 import { Limiter } from '../engine/limiter.js';
 import type { Step, StepAction } from '../engine/pipeline.js';
@@ -97,6 +97,15 @@ async function copyObject(from: Backend, to: Backend, key: string, signal: Abort
   const info = await from.head(key, { signal });
   if (!info) return; // Nothing left to keep.
   const sha256 = info.sha256;
+  // A backup never overwrites something else: another destination's or another ledger's object,
+  // an earlier backup of other content. The same content is already kept: nothing to copy.
+  const there = await to.head(key, { signal });
+  if (there !== undefined) {
+    if (sha256 !== undefined && there.sha256 === sha256 && there.size === info.size) return;
+    throw new HoldfastError('HOLDFAST_E_DELETE_REFUSED', {
+      detail: `${to.url} already holds other content at "${key}"; the backup never overwrites it, so the object was not moved (move that one away, or choose another --backup-dir)`,
+    });
+  }
   const body: BodySource = {
     size: info.size,
     open: () => {

@@ -79,7 +79,8 @@ export interface DestinationStatus {
   /** upload_failed and delete_failed rows: `count` in all, `items` the first `limit` in key order. */
   readonly failing: { readonly count: number; readonly items: ItemSummary[] };
   /** In-progress rows whose lease expired or whose owner is gone (a crashed run): the next run resolves them. */
-  readonly stale: { readonly inProgress: number; readonly items: ItemSummary[] };
+  /** Rows in progress (`inProgress`), of which `count` have an expired lease or a dead owner (of the first 1000 looked at); the first `limit` of those. */
+  readonly stale: { readonly inProgress: number; readonly count: number; readonly items: ItemSummary[] };
   /** Deletes recorded but not yet done (sync, cleanup). */
   readonly deletePending: { readonly count: number; readonly items: ItemSummary[] };
   /** failing + stale + delete_pending: zero means nothing needs a look. */
@@ -236,7 +237,7 @@ export async function status(opts: InspectOptions & { readonly destination?: str
         lastRun: lastRun === undefined ? null : runSummary(lastRun, urls),
         health: { lastUploadAt: iso(d.lastUploadAt), lastStatus: d.lastStatus, lastError: d.lastError, consecutiveFailures: d.consecutiveFailures },
         failing: { count: failingCount, items: failing.map(itemSummary) },
-        stale: { inProgress: inProgressCount, items: stale.slice(0, limit).map(itemSummary) },
+        stale: { inProgress: inProgressCount, count: stale.length, items: stale.slice(0, limit).map(itemSummary) },
         deletePending: { count: objects.delete_pending.count, items: deletePending.map(itemSummary) },
         needsAttention: failingCount + stale.length + objects.delete_pending.count,
       });

@@ -112,8 +112,9 @@ export const planStep: Step<SyncContext> = {
           }
           // Work that may never have reached the destination is settled below: forgotten, or asked about.
           if ((row.status === 'upload_pending' || row.status === 'upload_failed') && row.etag === null) unsettled.push(row);
-          // sync mirrors: the destination's copy of a file gone from the source is a delete candidate.
-          else if (ctx.deletion && row.status !== 'delete_completed') {
+          // sync mirrors: the destination's copy of a file gone from the source is a delete candidate
+          // (one already planned — delete_pending from an interrupted run — is carried out by the delete step as it is).
+          else if (ctx.deletion && row.status !== 'delete_completed' && row.status !== 'delete_pending') {
             deletions.push({ objectId: row.id, key, seen: { status: row.status, sha256: row.sha256 } });
           }
           break;
@@ -311,7 +312,7 @@ async function planBatch(ctx: SyncContext, hasher: FileHasher, batch: readonly C
         ? await withRetry(() => ctx.ledger.planUploads(destId, planned, ctx.runId), { policy: settings.retry, fallback: 'HOLDFAST_E_LEDGER_WRITE' })
         : [],
     );
-    for (const key of leftAlone) tally.note(key, 'left to another run that is handling it');
+    for (const key of leftAlone) tally.note(key, 'planned by another run meanwhile (whichever run claims it first sends it)');
     addTotals(
       ctx,
       planned.filter((p) => !leftAlone.has(p.key)),

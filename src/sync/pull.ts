@@ -42,7 +42,7 @@ import type { ObjectRow, RunStatus, SourceFile } from '../core/types.js';
 import { Cancellation } from '../engine/cancellation.js';
 import { RunEvents } from '../engine/events.js';
 import { Limiter } from '../engine/limiter.js';
-import { DEFAULT_RETRY, backoffDelay, sleep, withRetry, type RetryPolicy } from '../engine/retry.js';
+import { backoffDelay, checkRetryPolicy, DEFAULT_RETRY, type RetryPolicy, sleep, withRetry } from '../engine/retry.js';
 import type { FileCacheEntry, Ledger } from '../ledger/ledger.js';
 import { ledgerMayExist, openLedgerAt, resolveLedger } from '../ledger/open.js';
 import { descriptorPath, toMtimeMs } from '../scan/hash.js';
@@ -724,7 +724,7 @@ async function removeStaleTemps(dir: string): Promise<void> {
 }
 
 /** Opens the ledger to read, if there is one; a restore on a fresh machine has none and needs none. */
-async function openExistingLedger(options: PullOptions, events: RunEvents): Promise<{ ledger: Ledger | undefined; owned: boolean }> {
+async function openExistingLedger(options: PullOptions): Promise<{ ledger: Ledger | undefined; owned: boolean }> {
   if (options.ledger !== undefined) return { ledger: options.ledger, owned: false };
   if (options.useLedger === false) return { ledger: undefined, owned: false };
   const target = resolveLedger(options);
@@ -733,8 +733,15 @@ async function openExistingLedger(options: PullOptions, events: RunEvents): Prom
     // pull only reads the ledger.
     return { ledger: await openLedgerAt(target, { readOnly: true }), owned: true };
   } catch (e) {
-    events.emit('run:notice', { level: 'warn', message: `the ledger could not be opened (${classifyError(e).message}); verifying against the destination alone` });
-    return { ledger: undefined, owned: false };
+    const err = classifyError(e, 'HOLDFAST_E_LEDGER_OPEN');
+    // A database with no ledger in it yet is like no ledger file: nothing recorded to check against.
+    if (err.code === 'HOLDFAST_E_LEDGER_OPEN' && /no ledger in this database/.test(err.message)) return { ledger: undefined, owned: false };
+    // A ledger that exists but cannot be read must not silently lower the checks it would make (DESIGN §2 promise 4).
+    throw new HoldfastError(
+      err.code,
+      { ...err.details, detail: `${String(err.details.detail ?? err.message)}; pull checks every object against the ledger's record: make the ledger readable, or pass --no-ledger to verify against the destination alone` },
+      { cause: err },
+    );
   }
 }
 
@@ -775,6 +782,7 @@ export async function pull(options: PullOptions): Promise<PullReport> {
     retry: options.retry ?? DEFAULT_RETRY,
     fsync: options.fsync !== false,
   };
+  checkRetryPolicy(settings.retry);
   const prefix = options.prefix ?? '';
   const target = resolve(options.target);
   const events = options.events ?? new RunEvents();
@@ -794,7 +802,7 @@ export async function pull(options: PullOptions): Promise<PullReport> {
       throw err.exitCode === 2 ? new HoldfastError('HOLDFAST_E_DEST_UNREACHABLE', { detail: `${backend.url}: ${err.message}` }, { cause: err }) : err;
     });
     await prepareTarget(target, options.target, settings.dryRun);
-    ({ ledger, owned: ownsLedger } = await openExistingLedger(options, events));
+    ({ ledger, owned: ownsLedger } = await openExistingLedger(options));
     const destination = ledger === undefined ? undefined : await ledger.getDestination(backend).catch(() => undefined);
     events.emit('run:start', { runId: null, command: 'pull', source: target, destination: backend.url, dryRun: settings.dryRun });
 

@@ -10,18 +10,18 @@
 // destination that cannot be reached, or stops answering mid-run, fails its
 // own items only; the run's status is then partial.
 
-import { realpath, stat } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { Backend, BackendOptions } from '../backends/backend.js';
-import { locationIdentity, locationsOverlap, prefixWithin, type DestinationLocation } from '../backends/location.js';
 import { openBackend } from '../backends/registry.js';
 import { HoldfastError, classifyError } from '../core/errors.js';
+import { timerProblem } from '../core/units.js';
 import { combineReports, type DestinationReport, type RunReport } from '../core/report.js';
 import { Cancellation } from '../engine/cancellation.js';
 import { RunEvents } from '../engine/events.js';
 import { Limiter } from '../engine/limiter.js';
 import { Pipeline } from '../engine/pipeline.js';
-import { withRetry } from '../engine/retry.js';
+import { checkRetryPolicy, withRetry } from '../engine/retry.js';
 import type { Ledger } from '../ledger/ledger.js';
 import { LEDGER_FILE_NAME, ledgerMayExist, openLedger, openLedgerAt, resolveLedger, type LedgerTarget } from '../ledger/open.js';
 import { HashMemo } from '../scan/hasher.js';
@@ -32,6 +32,7 @@ import { DEFAULT_SETTINGS, type DeletionPolicy, type FileFacts, type SyncContext
 import { deleteStep } from './delete.js';
 import { finalizeStep } from './finalize.js';
 import { makeOwner, registerOwner } from './owner.js';
+import { refuseBackupOverTracked, refuseOverlaps } from './overlap.js';
 import { sourceIdentity, WorkerPresence } from './worker.js';
 import { planStep } from './plan.js';
 import { recoverStep } from './recover.js';
@@ -97,6 +98,19 @@ function checkSettings(s: SyncSettings): void {
   positiveInt('transfers', s.transfers, 1024);
   positiveInt('partSize', s.partSize, 5 * 1024 ** 3);
   positiveInt('multipartThreshold', s.multipartThreshold, Number.MAX_SAFE_INTEGER);
+  positiveInt('claimBatch', s.claimBatch, 10_000);
+  positiveInt('outcomeBatch', s.outcomeBatch, 10_000);
+  for (const [name, v] of [
+    ['leaseMs', s.leaseMs],
+    ['heartbeatMs', s.heartbeatMs],
+    ['deadAfterMs', s.deadAfterMs],
+    ['outcomeFlushMs', s.outcomeFlushMs],
+  ] as const) {
+    const problem = timerProblem(v);
+    if (problem !== undefined) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `${name}: ${problem}` });
+  }
+  if (s.heartbeatMs < 1) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: 'heartbeatMs must be at least 1' });
+  checkRetryPolicy(s.retry);
   if (s.mode !== 'incremental' && s.mode !== 'all') throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `mode must be "incremental" or "all", got "${String(s.mode)}"` });
 }
 
@@ -153,7 +167,7 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
       opened.push({ spec, backend });
     }
     if (kind.backupUrl !== undefined) backup = await openBackend(kind.backupUrl, options.backendOptions);
-    await refuseOverlaps(sourceRoot, exclude, opened.map((o) => o.backend), backup);
+    await refuseOverlaps({ sourceRoot, exclude, destinations: opened.map((o) => o.backend), backup, ledgerDir });
     const fanOut = opened.length > 1;
     await Promise.all(
       [...opened.map((o) => ({ o, b: o.backend })), ...(backup ? [{ o: undefined, b: backup }] : [])].map(async ({ o, b }) => {
@@ -182,6 +196,7 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
         fallback: 'HOLDFAST_E_LEDGER_OPEN',
       });
     }
+    if (backup !== undefined) await refuseBackupOverTracked(ledger, backup);
     const owner = makeOwner();
     unregister = registerOwner(owner);
     const sourceId = await sourceIdentity(sourceRoot, options.sharedSource);
@@ -223,64 +238,6 @@ export async function runTransfer(options: TransferOptions, kind: TransferKind):
     for (const o of opened) await o.backend.close().catch(() => undefined);
     await backup?.close().catch(() => undefined);
     if (ownsLedger) await ledger?.close().catch(() => undefined);
-  }
-}
-
-/**
- * Places that overlap are refused before anything is done, as rclone does
- * (docs/reliability.md "Hostile input"):
- * - a file:// destination inside the source: every run would copy the last
- *   run's copy again, one level deeper (and `watch` would never settle) —
- *   unless that directory is excluded from the source;
- * - the source inside a file:// destination: objects would be written among
- *   the source files, and a sync's deletes could remove them;
- * - two destinations of one run that overlap: each would hold the other's objects;
- * - a backup destination (--backup-dir) that overlaps the destination: the
- *   sync would delete its own backups, or back up into what it deletes.
- * Paths are compared after resolving symbolic links.
- */
-async function refuseOverlaps(sourceRoot: string, exclude: Matcher, destinations: readonly Backend[], backup: Backend | undefined): Promise<void> {
-  const refuse = (detail: string): never => {
-    throw new HoldfastError('HOLDFAST_E_USAGE', { detail });
-  };
-  const source: DestinationLocation = { namespace: 'file://', prefix: `${await realPath(sourceRoot)}/` };
-  const located = await Promise.all(destinations.map(async (b) => ({ b, at: b.location.namespace === 'file://' ? { ...b.location, prefix: `${await realPath(b.location.prefix)}/` } : b.location })));
-  for (const [i, { b, at }] of located.entries()) {
-    const inside = prefixWithin(source, at);
-    if (inside !== undefined && !excludedDirectory(exclude, inside)) {
-      refuse(
-        inside === ''
-          ? `the destination ${b.url} is the source directory itself`
-          : `the destination ${b.url} is inside the source directory ${sourceRoot}: every run would copy the previous copy again; exclude it (--exclude "${inside}") or choose a destination outside the source`,
-      );
-    }
-    if (inside === undefined && prefixWithin(at, source) !== undefined) refuse(`the source directory ${sourceRoot} is inside the destination ${b.url}: its objects would be written among the source files; choose a destination outside the source`);
-    for (const other of located.slice(0, i)) {
-      if (locationIdentity(other.at) === locationIdentity(at)) refuse(`destination ${b.url} is given twice`);
-      if (locationsOverlap(other.at, at)) refuse(`the destinations ${other.b.url} and ${b.url} overlap (one is inside the other): each would hold the other's objects`);
-    }
-    if (backup !== undefined) {
-      const backupAt = backup.location.namespace === 'file://' ? { ...backup.location, prefix: `${await realPath(backup.location.prefix)}/` } : backup.location;
-      if (locationsOverlap(backupAt, at)) refuse(`--backup-dir ${backup.url} overlaps the destination ${b.url}: the sync would delete its own backups, or back up into what it deletes; choose a place outside the destination`);
-    }
-  }
-}
-
-/** True when the directory with this key prefix ("a/b/"), or one of its parents, is excluded: the scan never enters it. */
-function excludedDirectory(exclude: Matcher, prefix: string): boolean {
-  if (prefix === '') return false;
-  const parts = prefix.replace(/\/$/, '').split('/');
-  return parts.some((_, i) => exclude.excludes(parts.slice(0, i + 1).join('/'), true));
-}
-
-/** The path with symbolic links resolved; for a path that does not exist yet, its nearest existing parent resolved and the rest appended. */
-async function realPath(path: string): Promise<string> {
-  const clean = path.length > 1 ? path.replace(/\/+$/, '') : path;
-  try {
-    return await realpath(clean);
-  } catch {
-    const parent = dirname(clean);
-    return parent === clean ? clean : join(await realPath(parent), basename(clean));
   }
 }
 

@@ -21,6 +21,7 @@ import { watch as fsWatch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { classifyError, HoldfastError } from '../core/errors.js';
+import { timerProblem } from '../core/units.js';
 import type { RunReport } from '../core/report.js';
 import { RunEvents } from '../engine/events.js';
 import type { Ledger } from '../ledger/ledger.js';
@@ -109,7 +110,8 @@ export async function watch(options: WatchOptions): Promise<WatchSummary> {
   const retryMaxMs = options.retryMaxMs ?? 300_000;
   const clock = options.clock ?? SYSTEM_CLOCK;
   for (const [name, v] of Object.entries({ quietMs, batchMs, rescanMs, retryBaseMs, retryMaxMs })) {
-    if (!Number.isFinite(v) || v < 0) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `${name} must be a non-negative number of milliseconds, got ${v}` });
+    const problem = timerProblem(v);
+    if (problem !== undefined) throw new HoldfastError('HOLDFAST_E_USAGE', { detail: `${name}: ${problem}` });
   }
   const specs = destinationSpecs(options);
   const source = resolve(options.source);

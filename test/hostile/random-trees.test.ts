@@ -122,8 +122,13 @@ function buildTree(src: string, outside: string, random: () => number): Expected
       expected.failures++;
     } else if (kind < 0.94) {
       // A name that is not valid UTF-8: reported as failed, never silently skipped.
-      writeFileSync(Buffer.concat([Buffer.from(join(src, dir) + '/'), Buffer.from([0x62, 0x61, 0x64, 0xff, 0x30 + int(0, 9)])]), 'latin-1');
-      expected.failures++;
+      const digit = int(0, 9);
+      const badKey = `${dir}/bad\uFFFD${digit}`;
+      if (!taken.has(badKey)) {
+        taken.add(badKey);
+        writeFileSync(Buffer.concat([Buffer.from(join(src, dir) + '/'), Buffer.from([0x62, 0x61, 0x64, 0xff, 0x30 + digit])]), 'latin-1');
+        expected.failures++;
+      }
     } else if (asRoot) {
       // A directory that can be listed but not searched: its files cannot be read.
       mkdirSync(path);

@@ -7,7 +7,7 @@ import { EXIT } from '../../core/errors.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { DEFAULT_MAX_FINDINGS } from '../../sync/check.js';
 import { cleanup, type CleanupAction, type CleanupReport } from '../../sync/cleanup.js';
-import { collect, durationArg, failCommand, intArg, interruptSignals, ledgerChoiceFrom, maxDeleteArg, out, pathArg, transfersArg } from '../common.js';
+import { collect, durationArg, failCommand, intArg, interruptSignals, ledgerChoiceFrom, maxDeleteArg, out, pathArg, transfersArg, timerSecondsArg } from '../common.js';
 import { displayKey, formatDuration } from '../format.js';
 import { registerCheck } from './check.js';
 import { addDestinationOptions, backendOptionsFrom } from './transfer.js';
@@ -66,7 +66,7 @@ export function registerCleanup(program: Command): void {
     .option('--retries <n>', 'attempts per operation for transient errors', intArg, 5)
     .option('--no-fsync', 'file:// destinations: do not fsync after deletes (for tests)')
     .option('--json', 'print the report as one JSON object on stdout')
-    .option('--drain-timeout <seconds>', 'after Ctrl-C, how long in-flight deletes may finish', intArg, 30)
+    .option('--drain-timeout <seconds>', 'after Ctrl-C, how long in-flight deletes may finish', timerSecondsArg, 30)
     .addHelpText(
       'after',
       `

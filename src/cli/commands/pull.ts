@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { RunEvents } from '../../engine/events.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import { pull, type PullReport } from '../../sync/pull.js';
-import { EXIT_CODES_HELP, exitCodeFor, failCommand, intArg, interruptSignals, ledgerChoiceFrom, out, pathArg, transfersArg } from '../common.js';
+import { EXIT_CODES_HELP, exitCodeFor, failCommand, intArg, interruptSignals, ledgerChoiceFrom, out, pathArg, transfersArg, timerSecondsArg } from '../common.js';
 import { displayKey, formatBytes, formatDuration } from '../format.js';
 import { attachCliProgress } from '../progress.js';
 import { oneLine } from '../table.js';
@@ -47,7 +47,7 @@ export function registerPull(program: Command): void {
     .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)')
     .option('-q, --quiet', 'no progress; errors and the final report only')
     .option('-v, --verbose', 'a line for every file')
-    .option('--drain-timeout <seconds>', 'after Ctrl-C, how long in-flight downloads may finish before they are aborted', intArg, 30)
+    .option('--drain-timeout <seconds>', 'after Ctrl-C, how long in-flight downloads may finish before they are aborted', timerSecondsArg, 30)
     .addHelpText(
       'after',
       `

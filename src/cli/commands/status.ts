@@ -106,7 +106,8 @@ function destinationText(d: DestinationStatus): string[] {
     lines.push(...itemTable(d.failing.items, 'failing'));
   }
   if (d.stale.items.length > 0) {
-    lines.push(`  interrupted (${d.stale.items.length} with an expired lease or a dead owner) — the next run resolves them by asking the destination:`);
+    const shown = d.stale.count > d.stale.items.length ? `, first ${d.stale.items.length} shown` : '';
+    lines.push(`  interrupted (${d.stale.count} with an expired lease or a dead owner${shown}) — the next run resolves them by asking the destination:`);
     lines.push(...itemTable(d.stale.items, 'stale'));
   }
   if (d.deletePending.count > 0) {

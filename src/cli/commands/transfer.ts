@@ -7,7 +7,7 @@ import type { RunReport } from '../../core/report.js';
 import { RunEvents } from '../../engine/events.js';
 import { DEFAULT_RETRY } from '../../engine/retry.js';
 import type { TransferOptions } from '../../sync/run.js';
-import { collect, exitCodeFor, failCommand, intArg, interruptSignals, LEDGER_HELP, ledgerChoiceFrom, out, pathArg, sizeArg, STATE_HELP, textArg, transfersArg } from '../common.js';
+import { collect, exitCodeFor, failCommand, intArg, interruptSignals, LEDGER_HELP, ledgerChoiceFrom, out, pathArg, sizeArg, STATE_HELP, textArg, transfersArg, timerSecondsArg } from '../common.js';
 import { attachCliProgress } from '../progress.js';
 import { jsonReport, textReport, type PlannedItem } from '../report.js';
 
@@ -43,7 +43,7 @@ export function addDestinationOptions(cmd: Command): Command {
     .option('--s3-endpoint <url>', 'S3 endpoint (default: $AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL, or AWS)', textArg)
     .option('--s3-path-style', 'path-style S3 addressing (default on with a custom endpoint)')
     .option('--s3-region <region>', 'S3 region (default: AWS config, else us-east-1)', textArg)
-    .option('--request-timeout <seconds>', 'abandon (and retry) a request that makes no progress this long: s3:// idle (default 120), azure:// and gdrive:// whole request (default 900)', intArg);
+    .option('--request-timeout <seconds>', 'abandon (and retry) a request that makes no progress this long: s3:// idle (default 120), azure:// and gdrive:// whole request (default 900)', timerSecondsArg);
 }
 
 export function addTransferOptions(cmd: Command): Command {
@@ -62,7 +62,7 @@ export function addTransferOptions(cmd: Command): Command {
     .option('--json', 'print the final report as one JSON object on stdout (progress goes to stderr)')
     .option('-q, --quiet', 'no progress; errors and the final report only')
     .option('-v, --verbose', 'a line for every file')
-    .option('--drain-timeout <seconds>', 'after Ctrl-C, how long in-flight transfers may finish before they are aborted', intArg, 30);
+    .option('--drain-timeout <seconds>', 'after Ctrl-C, how long in-flight transfers may finish before they are aborted', timerSecondsArg, 30);
 }
 
 /** BackendOptions from the destination flags. */
