@@ -10,7 +10,8 @@ export function formatBytes(n: number): string {
     v /= 1024;
     u++;
   }
-  return u === 0 ? `${n} B` : `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)} ${UNITS[u]}`;
+  // Under 1 KiB a byte count is whole (a rate may not be: 0.97 B/s is shown as 1 B).
+  return u === 0 ? `${Math.round(n)} B` : `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)} ${UNITS[u]}`;
 }
 
 export function formatDuration(ms: number): string {

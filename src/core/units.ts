@@ -31,7 +31,8 @@ export function parseSize(text: string): number | undefined {
   if (!m) return undefined;
   const unit = (m[2] ?? 'b').toLowerCase()[0] ?? 'b';
   const mult = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[unit] ?? 1;
-  const v = Math.round(Number(m[1]) * mult);
+  // A size is a whole number of bytes: "0.5b" or "1.00000000001b" is not one, "1.5KiB" is.
+  const v = Number(m[1]) * mult;
   return Number.isSafeInteger(v) ? v : undefined;
 }
 

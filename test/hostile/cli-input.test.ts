@@ -41,7 +41,7 @@ describe('strict numbers (core/units.ts)', () => {
     assert.equal(parseSize('16MiB'), 16 * 1024 ** 2);
     assert.equal(parseSize('1.5GiB'), 1.5 * 1024 ** 3);
     assert.equal(parseSize('16 MiB'), 16 * 1024 ** 2);
-    for (const bad of [' 8MiB', '8MiB ', '0x10', '1e6', '', 'MiB']) assert.equal(parseSize(bad), undefined, JSON.stringify(bad));
+    for (const bad of [' 8MiB', '8MiB ', '0x10', '1e6', '', 'MiB', '0.5b', '1.00000000001b', '16  MiB']) assert.equal(parseSize(bad), undefined, JSON.stringify(bad));
     assert.equal(parseDuration('24h'), 24 * 3_600_000);
     assert.equal(parseDuration('0'), 0);
     for (const bad of ['1.5h', ' 24h', '1e3', '0x10s', '', 'h']) assert.equal(parseDuration(bad), undefined, JSON.stringify(bad));
